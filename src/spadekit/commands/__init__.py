@@ -1,0 +1,1 @@
+"""Subcommands of the ``spadekit`` CLI, one module each (discovered automatically)."""
