@@ -100,7 +100,8 @@ class ModelConfig:
         _check(
             w >= 1 and h >= 1,
             f"model.width={self.width} is too small for upsampling={self.upsampling!r}: "
-            f"the latent would be {w}x{h}; need width >= {2 ** UPSAMPLING_LAYERS[self.upsampling]}",
+            f"the latent would be {w}x{h}; increase model.width (a multiple of {2 ** UPSAMPLING_LAYERS[self.upsampling]}) "
+            "or lower model.aspect_ratio",
         )
 
     @property

@@ -1,0 +1,204 @@
+"""Release models: a directory with ``config.json`` and ``generator.safetensors`` (plus
+``discriminator.safetensors`` / ``encoder.safetensors`` when present), and :func:`load_model`.
+
+The config travels with the weights, so a model is rebuilt from its own directory with no flags.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from spadekit.config import Config, config_from_dict
+from spadekit.errors import CheckpointError, ConfigError, SpadekitError
+
+FORMAT_NAME = "spadekit-model"
+FORMAT_VERSION = 1
+PARTS = ("generator", "discriminator", "encoder")
+
+
+@dataclass
+class SpadeModel:
+    """A loaded model: its resolved config and networks (discriminator/encoder may be None)."""
+
+    config: Config
+    generator: nn.Module
+    discriminator: nn.Module | None = None
+    encoder: nn.Module | None = None
+
+    @property
+    def class_names(self) -> list[str]:
+        names = self.config.data.class_names
+        return list(names) if names else [f"class {i}" for i in range(self.config.model.label_nc)]
+
+    @property
+    def colors(self) -> list[list[int]] | None:
+        return self.config.data.colors
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "SpadeModel":
+        for network in self.networks().values():
+            network.to(device=device, dtype=dtype)
+        return self
+
+    def eval(self) -> "SpadeModel":
+        for network in self.networks().values():
+            network.eval()
+        return self
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {name: getattr(self, name) for name in PARTS if getattr(self, name) is not None}
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the release format atomically (a temp directory renamed into place)."""
+        return save_model(self, directory)
+
+
+def _state_for_safetensors(network: nn.Module) -> dict[str, torch.Tensor]:
+    # safetensors refuses shared storage; checkpoints converted from elsewhere may share it.
+    return {k: v.detach().cpu().contiguous().clone() for k, v in network.state_dict().items()}
+
+
+def save_model(model: SpadeModel, directory: str | Path) -> Path:
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    staging.chmod(0o755)
+    try:
+        meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "config": model.config.to_dict()}
+        (staging / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
+        for name, network in model.networks().items():
+            save_file(_state_for_safetensors(network), str(staging / f"{name}.safetensors"), metadata={"format": "pt"})
+        for file in staging.iterdir():
+            file.chmod(0o644)
+        if directory.exists():
+            backup = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(backup, ignore_errors=True)
+            directory.rename(backup)
+            staging.rename(directory)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            staging.rename(directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory
+
+
+def bundled_models() -> list[str]:
+    """Names of the models shipped inside the package."""
+    folder = resources.files("spadekit") / "bundled"
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and (p / "config.json").is_file())
+
+
+def resolve_model_path(path_or_name: str | Path) -> Path:
+    """A release directory, or the name of a bundled model."""
+    path = Path(path_or_name)
+    if path.exists():
+        return path
+    name = str(path_or_name)
+    if name in bundled_models():
+        return Path(str(resources.files("spadekit") / "bundled" / name))
+    bundled = ", ".join(bundled_models()) or "none"
+    raise CheckpointError(f"{path}: no such model directory or bundled model (bundled: {bundled})")
+
+
+def read_config(directory: Path) -> Config:
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{config_path}: missing (a release model directory needs config.json)")
+    try:
+        meta = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{config_path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME or "config" not in meta:
+        raise CheckpointError(f"{config_path}: not a spadekit model config (expected format {FORMAT_NAME!r})")
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise CheckpointError(f"{config_path}: written by a newer spadekit (format {meta['format_version']})")
+    try:
+        return config_from_dict(meta["config"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{config_path}: {exc}") from None
+
+
+def load_state_into(network: nn.Module, state: dict[str, torch.Tensor], source: Path | str) -> None:
+    """``load_state_dict(strict=True)`` with a one-line error naming the file and the first mismatch."""
+    expected = network.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s) (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s) (e.g. {unexpected[0]})")
+        raise CheckpointError(f"{source}: does not fit the model: {'; '.join(parts)}")
+    for key, value in state.items():
+        if tuple(value.shape) != tuple(expected[key].shape):
+            raise CheckpointError(
+                f"{source}: does not fit the model: {key} has shape {tuple(value.shape)}, "
+                f"the model expects {tuple(expected[key].shape)}"
+            )
+    network.load_state_dict(state, strict=True)
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file not found")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({first})") from None
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu", preset: str | None = None, overrides: list[str] | None = None) -> SpadeModel:
+    """Load a model for inference (networks in eval mode).
+
+    ``path``: a release model directory, a bundled model name (e.g. ``"toy"``), or a directory of
+    official checkpoints (``latest_net_G.pth``; then ``preset`` gives the layout, see
+    :func:`spadekit.convert.convert_official`).
+    """
+    from spadekit.models import build_networks
+
+    directory = resolve_model_path(path)
+    if directory.is_dir() and not (directory / "config.json").exists() and (directory / "latest_net_G.pth").exists():
+        from spadekit.convert import convert_official
+
+        model = convert_official(directory, preset or "custom", overrides=overrides)
+        return model.to(device).eval()
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: not a model directory")
+    config = read_config(directory)
+    if overrides:
+        raise ConfigError("overrides apply to official checkpoints only; a release model carries its own config")
+    try:
+        generator, discriminator, encoder = build_networks(config.model, init=False)
+    except SpadekitError as exc:
+        raise CheckpointError(f"{directory / 'config.json'}: {exc}") from None
+    parts: dict[str, nn.Module | None] = {"generator": generator, "discriminator": None, "encoder": None}
+    load_state_into(generator, _read_safetensors(directory / "generator.safetensors"), directory / "generator.safetensors")
+    if (directory / "discriminator.safetensors").exists():
+        path_d = directory / "discriminator.safetensors"
+        load_state_into(discriminator, _read_safetensors(path_d), path_d)
+        parts["discriminator"] = discriminator
+    if encoder is not None:
+        path_e = directory / "encoder.safetensors"
+        if path_e.exists():
+            load_state_into(encoder, _read_safetensors(path_e), path_e)
+            parts["encoder"] = encoder
+    model = SpadeModel(config=config, **parts)
+    return model.to(device).eval()
