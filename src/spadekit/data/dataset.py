@@ -1,0 +1,353 @@
+"""Torch datasets of label map / photo (/ instance map) samples, ``open_dataset`` and ``make_loader``.
+
+Every item is a dict::
+
+    label     (1, H, W) int64   class ids; 255 (don't-care) already mapped to label_nc
+    instance  (1, H, W) int64   instance ids (only when the configuration uses instances)
+    image     (3, H, W) float32 photo in [-1, 1]
+    path      str               the photo's path (``toy:<split>/<index>`` for generated toy scenes)
+
+Bad files raise :class:`~spadekit.errors.DataError` with the file name and the problem, in the main
+process and (through :func:`make_loader`) from DataLoader workers alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset
+
+from spadekit.config import DataConfig, ModelConfig, load_config
+from spadekit.data.formats import SPLITS, Sample, scan_dataset
+from spadekit.data.labels import map_dontcare
+from spadekit.data.palette import DONTCARE, Palette, colors_to_ids, load_palette
+from spadekit.data.toy import TOY_CLASSES, ToyScene, render_scene, scene_seed
+from spadekit.data.transforms import Preprocess, transform_triplet
+from spadekit.errors import ConfigError, DataError, SpadekitError
+
+# ------------------------------------------------------------------------------ reading files
+
+
+def open_picture(path: Path, what: str = "image") -> Image.Image:
+    """Open and fully decode a picture; a DataError naming the file when it is missing or corrupt."""
+    try:
+        img = Image.open(path)
+        img.load()
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, expected a {what} file") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: cannot read {what} (not a picture file or corrupt)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read {what} (corrupt or truncated: {exc})") from None
+    return img
+
+
+def _count_colors(rgb: np.ndarray) -> int:
+    packed = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+    return int(np.unique(packed).size)
+
+
+def label_picture(img: Image.Image, path: Path, palette: Palette | None = None) -> Image.Image:
+    """A label picture as a single-channel picture of ids (modes L, P, I or I;16).
+
+    Grayscale and palette-mode ("P") PNGs hold ids already. RGB label maps are converted with
+    ``palette``; without one an RGB picture is accepted only when it is gray (R = G = B), otherwise
+    it is reported as colour-coded.
+    """
+    mode = img.mode
+    if mode in ("L", "P", "I", "I;16"):
+        return img
+    if mode == "1":
+        return img.convert("L")
+    if mode.startswith("I;16"):
+        return img.convert("I")
+    if mode == "LA":
+        return img.getchannel("L")
+    if mode in ("RGB", "RGBA"):
+        rgb = np.asarray(img.convert("RGB"))
+        if palette is not None:
+            return Image.fromarray(colors_to_ids(rgb, palette, str(path)), mode="L")
+        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+            return Image.fromarray(np.ascontiguousarray(rgb[..., 0]), mode="L")
+        raise DataError(
+            f"{path}: label map looks colour-coded (RGB with {_count_colors(rgb)} colours) where integer ids "
+            "are expected; convert it to ids or give a palette file (data.palette=PALETTE.json)"
+        )
+    raise DataError(f"{path}: unsupported label map mode {mode!r} (expected 8/16-bit grayscale ids, or RGB with a palette)")
+
+
+def instance_picture(img: Image.Image, path: Path) -> Image.Image:
+    """An instance picture as single-channel ids (8/16-bit gray kept; RGB colours packed into 24-bit ids)."""
+    mode = img.mode
+    if mode in ("L", "P", "I", "I;16"):
+        return img
+    if mode == "1" or mode == "LA":
+        return img.convert("L")
+    if mode.startswith("I;16"):
+        return img.convert("I")
+    if mode in ("RGB", "RGBA"):
+        rgb = np.asarray(img.convert("RGB")).astype(np.int32)
+        return Image.fromarray((rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2], mode="I")
+    raise DataError(f"{path}: unsupported instance map mode {mode!r} (expected 8/16-bit grayscale ids)")
+
+
+def check_label_ids(ids: np.ndarray, label_nc: int, contain_dontcare: bool, path: Path | str) -> None:
+    """Raise a DataError naming ``path`` when ids fall outside what the model accepts.
+
+    Accepted: ``0 .. label_nc-1``, plus ``label_nc`` and 255 (don't-care) when ``contain_dontcare``.
+    """
+    channels = label_nc + int(contain_dontcare)
+    if ids.size == 0 or int(ids.max()) < channels:
+        return
+    bad = ids >= channels
+    if contain_dontcare:
+        bad &= ids != DONTCARE
+    if not bad.any():
+        return
+    found = np.unique(ids[bad])
+    if not contain_dontcare and found.tolist() == [DONTCARE]:
+        raise DataError(
+            f"{path}: has don't-care pixels (value 255) but the configuration has no don't-care channel "
+            "(set model.contain_dontcare=true)"
+        )
+    shown = ", ".join(map(str, found[:10].tolist())) + (f" and {found.size - 10} more" if found.size > 10 else "")
+    allowed = f"0..{channels - 1}" + (" and 255 (don't-care)" if contain_dontcare else "")
+    raise DataError(f"{path}: label ids {shown} are out of range (model.label_nc={label_nc}; allowed {allowed})")
+
+
+def _finish(
+    label: torch.Tensor, image: torch.Tensor, instance: torch.Tensor | None, label_nc: int, contain_dontcare: bool, path: str
+) -> dict[str, Any]:
+    label = map_dontcare(label, label_nc, contain_dontcare, source=path)
+    item: dict[str, Any] = {"label": label, "image": image, "path": path}
+    if instance is not None:
+        item["instance"] = instance
+    return item
+
+
+# ------------------------------------------------------------------------------ datasets
+
+
+class PairedDataset(Dataset):
+    """Label map + photo (+ instance map) files, preprocessed as the official SPADE pipeline does."""
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        label_nc: int,
+        contain_dontcare: bool,
+        use_instance: bool,
+        preprocess: Preprocess,
+        palette: Palette | None = None,
+        class_names: Sequence[str] | None = None,
+    ) -> None:
+        self.samples = list(samples)
+        self.label_nc = label_nc
+        self.contain_dontcare = contain_dontcare
+        self.use_instance = use_instance
+        self.preprocess = preprocess
+        self.palette = palette
+        self.class_names = tuple(class_names) if class_names else (palette.names if palette else None)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.samples[index]
+        label = label_picture(open_picture(sample.label, "label map"), sample.label, self.palette)
+        image = open_picture(sample.image, "image")
+        instance = None
+        if self.use_instance:
+            if sample.instance is None:
+                raise DataError(f"{sample.label}: no instance map for this label map")
+            instance = instance_picture(open_picture(sample.instance, "instance map"), sample.instance)
+        for other, path in ((image, sample.image), (instance, sample.instance)):
+            if other is not None and other.size != label.size:
+                raise DataError(
+                    f"{path}: size {other.size[0]}x{other.size[1]} differs from its label map {sample.label} "
+                    f"({label.size[0]}x{label.size[1]})"
+                )
+        ids = np.asarray(label)
+        check_label_ids(ids, self.label_nc, self.contain_dontcare, sample.label)
+        label_t, image_t, instance_t = transform_triplet(label, image.convert("RGB"), instance, self.preprocess)
+        return _finish(label_t, image_t, instance_t, self.label_nc, self.contain_dontcare, str(sample.image))
+
+
+class ToySceneDataset(Dataset):
+    """Toy scenes generated on the fly (deterministic from ``seed``; each split has its own seed stream).
+
+    Scene ``i`` of a split is ``render_scene(scene_seed(seed, i, split), size)``, exactly what
+    ``spadekit toy make`` writes as file ``i``, then the usual preprocessing.
+    """
+
+    def __init__(
+        self,
+        num_scenes: int,
+        seed: int = 0,
+        split: str = "train",
+        size: tuple[int, int] = (128, 128),
+        preprocess: Preprocess | None = None,
+        use_instance: bool = True,
+        label_nc: int = len(TOY_CLASSES),
+        cache: bool = False,
+    ) -> None:
+        if num_scenes < 1:
+            raise ConfigError("data.toy_scenes must be >= 1")
+        if label_nc < len(TOY_CLASSES):
+            raise ConfigError(f"toy scenes have {len(TOY_CLASSES)} classes but model.label_nc={label_nc}")
+        scene_seed(seed, 0, split)  # validates the split
+        self.num_scenes = num_scenes
+        self.seed = seed
+        self.split = split
+        self.size = size
+        self.preprocess = preprocess or Preprocess.for_split("fixed", size[0], size[0], size[0] / size[1], train=False)
+        self.use_instance = use_instance
+        self.label_nc = label_nc
+        self.contain_dontcare = False
+        self.class_names = TOY_CLASSES
+        self._cache: dict[int, ToyScene] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return self.num_scenes
+
+    def scene(self, index: int) -> ToyScene:
+        """The raw arrays of scene ``index`` (before preprocessing)."""
+        if not 0 <= index < self.num_scenes:
+            raise IndexError(index)
+        if self._cache is not None and index in self._cache:
+            return self._cache[index]
+        scene = render_scene(scene_seed(self.seed, index, self.split), self.size)
+        if self._cache is not None:
+            self._cache[index] = scene
+        return scene
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        scene = self.scene(index)
+        label_t, image_t, instance_t = transform_triplet(
+            Image.fromarray(scene.label, mode="L"),
+            Image.fromarray(scene.image, mode="RGB"),
+            Image.fromarray(scene.instance, mode="L") if self.use_instance else None,
+            self.preprocess,
+        )
+        return _finish(label_t, image_t, instance_t, self.label_nc, False, f"toy:{self.split}/{index:06d}")
+
+
+# ------------------------------------------------------------------------------ entry points
+
+
+def open_dataset(
+    root: str | Path | None,
+    preset: str = "coco",
+    split: str = "train",
+    train: bool | None = None,
+    data: DataConfig | None = None,
+    model: ModelConfig | None = None,
+) -> Dataset:
+    """Open a dataset in any supported format.
+
+    Args:
+        root: dataset folder; ``None`` uses ``data.root`` (for the toy format with no root, scenes
+            are generated in memory).
+        preset: preset whose ``data`` and ``model`` sections are the defaults (``spadekit list``).
+        split: ``train`` or ``val``.
+        train: training-time preprocessing (random crops and flips) when true, the official test-time
+            preprocessing when false; default: ``split == "train"``.
+        data, model: explicit configurations that replace the preset's.
+    Returns:
+        A :class:`PairedDataset` or :class:`ToySceneDataset` (items described in the module docstring).
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; use train or val")
+    train = split == "train" if train is None else train
+    if data is None or model is None:
+        config = load_config(preset)
+        data = data or config.data
+        model = model or config.model
+    root = root if root is not None else data.root
+    preprocess = Preprocess.for_split(data.preprocess, data.load_size, data.crop_size, model.aspect_ratio, train, data.no_flip)
+    if data.format == "toy" and root is None:
+        size = (data.crop_size, round(data.crop_size / model.aspect_ratio))
+        return ToySceneDataset(
+            data.toy_scenes, data.toy_seed, split, size, preprocess, model.use_instance, model.label_nc
+        )
+    if root is None:
+        raise ConfigError(f"data.format={data.format!r} needs a dataset root (data.root=PATH)")
+    root = Path(root)
+    scan = scan_dataset(data.format, root, split, model.use_instance, train)
+    if scan.problems:
+        path, problem = scan.problems[0]
+        more = f" (and {len(scan.problems) - 1} more problems; run `spadekit data check {root}`)" if len(scan.problems) > 1 else ""
+        raise DataError(f"{path}: {problem}{more}")
+    if not scan.samples:
+        raise DataError(f"{root}: no {split} samples found for data.format={data.format!r} (looked in {scan.where})")
+    palette = None
+    if data.palette:
+        palette = load_palette(data.palette)
+    elif data.format in ("folder", "toy") and (root / "palette.json").is_file():
+        palette = load_palette(root / "palette.json")
+    return PairedDataset(
+        scan.samples, model.label_nc, model.contain_dontcare, model.use_instance, preprocess, palette, data.class_names
+    )
+
+
+def _worker_message(exc: SpadekitError) -> str:
+    """The original one-line message of an error re-raised by a DataLoader worker (torch adds a traceback)."""
+    text = str(exc)
+    if not text.startswith("Caught "):
+        return text
+    marker = f"{type(exc).__name__}: "
+    for line in reversed(text.splitlines()):
+        if marker in line:
+            return line.split(marker, 1)[1]
+    return text.splitlines()[-1]
+
+
+class SpadeLoader(DataLoader):
+    """A DataLoader whose worker errors about user data surface as the original one-line :class:`SpadekitError`."""
+
+    def __iter__(self):  # type: ignore[override]
+        iterator = super().__iter__()
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except SpadekitError as exc:
+                raise type(exc)(_worker_message(exc)) from None
+            yield batch
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    data: DataConfig,
+    sampler: torch.utils.data.Sampler | None = None,
+    drop_last: bool = False,
+    generator: torch.Generator | None = None,
+) -> DataLoader:
+    """A DataLoader with the configured workers and pinned memory.
+
+    Args:
+        shuffle: ignored when a ``sampler`` (e.g. a DistributedSampler) is given.
+        data: reads ``num_workers`` and ``pin_memory``.
+        generator: seeds the shuffling (and the workers' base seed) for reproducible runs.
+    """
+    workers = max(0, int(data.num_workers))
+    return SpadeLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=bool(data.pin_memory) and torch.cuda.is_available(),
+        drop_last=drop_last,
+        persistent_workers=workers > 0,
+        generator=generator,
+    )
