@@ -1,0 +1,105 @@
+"""Take the studio screenshot for the docs: serve a model, open the page in headless Chromium, load an
+example scene, wait for the synthesized image, and save the page.
+
+    python benchmarks/studio_screenshot.py --model toy --out docs/studio.png
+
+Needs Chromium (Debian: ``apt-get install chromium``) and Playwright for Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def take_screenshot(
+    model: str,
+    out: Path,
+    chromium: str = "/usr/bin/chromium",
+    width: int = 1360,
+    height: int = 820,
+    example: int = 0,
+    seed: int = 1,
+    device: str = "cpu",
+    name: str | None = None,
+) -> Path:
+    from playwright.sync_api import sync_playwright
+
+    from spadekit.inference import Pipeline
+    from spadekit.io import atomic_write
+    from spadekit.studio import background_server, create_app
+
+    pipeline = Pipeline.from_pretrained(model, device=device)
+    app = create_app(pipeline, model_name=name or (Path(model).name if Path(model).exists() else model))
+    settled = "window.spadekitStudio && window.spadekitStudio.results >= {n} && window.spadekitStudio.upToDate"
+    with background_server(app) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            # bypass_csp: Playwright's wait_for_function evaluates strings, which the page's CSP forbids.
+            context = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=1, bypass_csp=True)
+            page = context.new_page()
+            page.goto(url)
+            page.wait_for_function(settled.format(n=1), timeout=120_000)
+            if example and page.locator("#examples option").count() > example:
+                page.select_option("#examples", index=example)
+                page.click("#load-example")
+            if pipeline.config.model.use_vae:
+                page.fill("#seed", str(seed))
+                page.dispatch_event("#seed", "change")
+                page.locator("#seed").blur()
+            results = page.evaluate("window.spadekitStudio.results")
+            page.wait_for_function(settled.format(n=results), timeout=120_000)
+            # Show the brush outline over the canvas, as while painting.
+            box = page.locator("#labels").bounding_box()
+            page.mouse.move(box["x"] + box["width"] * 0.62, box["y"] + box["height"] * 0.7)
+            png = page.screenshot(full_page=False)
+        finally:
+            browser.close()
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(png)
+        tmp.chmod(0o644)
+
+    atomic_write(out, write)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="toy", help="release model directory or bundled model name (default: toy)")
+    parser.add_argument("--out", default="docs/studio.png", help="PNG to write (default docs/studio.png)")
+    parser.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium executable (default /usr/bin/chromium)")
+    parser.add_argument("--width", type=int, default=1360, help="browser window width in CSS pixels (default 1360)")
+    parser.add_argument("--height", type=int, default=820, help="browser window height in CSS pixels (default 820)")
+    parser.add_argument("--example", type=int, default=0, help="which example scene to show (default 0, the first)")
+    parser.add_argument("--seed", type=int, default=1, help="style seed for models with a VAE (default 1)")
+    parser.add_argument("--device", default="cpu", help="where the model runs (default cpu)")
+    parser.add_argument("--name", default=None, help="model name shown on the page (default: the --model value)")
+    args = parser.parse_args(argv)
+    if not Path(args.chromium).exists():
+        print(f"error: {args.chromium}: Chromium not found (Debian: apt-get install chromium)", file=sys.stderr)
+        return 2
+    from spadekit.errors import SpadekitError
+
+    try:
+        out = take_screenshot(args.model, Path(args.out), args.chromium, args.width, args.height, args.example, args.seed, args.device, args.name)
+    except SpadekitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""End to end: the studio page in real headless Chromium, painting with mouse and touch.
+
+Skipped only where Chromium (``/usr/bin/chromium``, Debian's ``chromium`` package) or Playwright is
+not installed.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import spadekit.config
+import spadekit.models
+import spadekit.release
+from spadekit.inference import Pipeline
+from spadekit.studio import background_server, create_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+COLORS = [[110, 170, 240], [60, 170, 60], [30, 80, 200], [20, 100, 30]]
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists() and shutil.which("chromium") is None,
+    reason="Chromium is not installed (Debian: apt-get install chromium); the browser test needs it",
+)
+
+
+@pytest.fixture(scope="module")
+def studio_url(tmp_path_factory):
+    cfg = spadekit.config.load_config(
+        "custom", ["model.label_nc=4", "model.ngf=4", "model.ndf=4", "model.width=64", "model.use_vae=true", "model.norm_G=instance"]
+    )
+    cfg.data.class_names = ["sky", "grass", "water", "tree"]
+    cfg.data.colors = COLORS
+    g, d, e = spadekit.models.build_networks(cfg.model)
+    model_dir = spadekit.release.SpadeModel(cfg, g, d, e).save(tmp_path_factory.mktemp("studio-e2e") / "model")
+    app = create_app(Pipeline.from_pretrained(model_dir), model_name="tiny test model")
+    with background_server(app) as url:
+        yield url
+
+
+@pytest.fixture
+def page(studio_url):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
+    executable = CHROMIUM if CHROMIUM.exists() else Path(shutil.which("chromium"))
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS)
+        # bypass_csp: Playwright's wait_for_function evaluates strings, which the page's CSP forbids.
+        context = browser.new_context(viewport={"width": 1280, "height": 800}, has_touch=True, bypass_csp=True)
+        page = context.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+        page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
+        page.on("requestfailed", lambda req: problems.append(f"request failed: {req.url}"))
+        page.problems = problems
+        page.goto(studio_url)
+        yield page
+        browser.close()
+
+
+def wait_settled(page, results_at_least: int) -> None:
+    """Until the page shows a result for its latest scene and has at least that many results."""
+    page.wait_for_function(
+        f"window.spadekitStudio && window.spadekitStudio.results >= {results_at_least} && window.spadekitStudio.upToDate",
+        timeout=30_000,
+    )
+
+
+def result_pixels(page) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(page.locator("#result").screenshot())).convert("RGB"))
+
+
+def test_paint_and_watch_the_result_change(page, tmp_path):
+    studio = "window.spadekitStudio"
+    wait_settled(page, 1)
+    assert page.evaluate(f"{studio}.size") == [64, 64]
+    assert page.locator("#classes li").count() == 4
+    before_counts = page.evaluate(f"{studio}.classCounts()")
+    before = result_pixels(page)
+    results = page.evaluate(f"{studio}.results")
+
+    # Pick "water" by searching the palette, then paint three strokes across the canvas.
+    page.fill("#class-search", "wat")
+    assert page.locator("#classes li:visible").count() == 1
+    page.press("#class-search", "Enter")
+    assert "water" in page.inner_text("#current-name")
+    page.fill("#class-search", "")
+    box = page.locator("#labels").bounding_box()
+    for frac_y in (0.2, 0.5, 0.8):
+        y = box["y"] + box["height"] * frac_y
+        page.mouse.move(box["x"] + box["width"] * 0.1, y)
+        page.mouse.down()
+        for step in range(1, 11):
+            page.mouse.move(box["x"] + box["width"] * (0.1 + 0.08 * step), y, steps=2)
+        page.mouse.up()
+    wait_settled(page, results + 1)
+    after_counts = page.evaluate(f"{studio}.classCounts()")
+    assert after_counts.get("2", 0) > before_counts.get("2", 0) + 100
+    after = result_pixels(page)
+    assert not np.array_equal(before, after), "the synthesized image did not change after painting"
+    assert page.evaluate(f"{studio}.errors") == 0
+
+    # Flood fill by touch, then undo restores the exact label map.
+    page.click("button[data-tool='fill']")
+    page.click("#classes li[data-id='3']")
+    filled_before = page.evaluate(f"{studio}.classCounts()")
+    page.touchscreen.tap(box["x"] + box["width"] * 0.05, box["y"] + box["height"] * 0.05)
+    page.wait_for_function(f"{studio}.classCounts()['3'] > {filled_before.get('3', 0)}", timeout=10_000)
+    page.click("#undo")
+    assert page.evaluate(f"{studio}.classCounts()") == filled_before
+    page.click("#redo")
+    assert page.evaluate(f"{studio}.classCounts()") != filled_before
+
+    # A new variation (seed) changes the image but not the labels.
+    labels_now = page.evaluate(f"{studio}.classCounts()")
+    wait_settled(page, 1)
+    shown = result_pixels(page)
+    results = page.evaluate(f"{studio}.results")
+    page.click("#variation")
+    wait_settled(page, results + 1)
+    assert page.evaluate(f"{studio}.classCounts()") == labels_now
+    assert not np.array_equal(shown, result_pixels(page))
+
+    page.screenshot(path=str(tmp_path / "studio.png"), full_page=True)
+    assert (tmp_path / "studio.png").stat().st_size > 10_000
+    assert page.problems == []
+
+
+def test_examples_style_and_bad_upload(page, tmp_path):
+    studio = "window.spadekitStudio"
+    wait_settled(page, 1)
+    # Load another example: the label map changes to that example.
+    first = page.evaluate(f"{studio}.classCounts()")
+    page.select_option("#examples", index=1)
+    results = page.evaluate(f"{studio}.results")
+    page.click("#load-example")
+    wait_settled(page, results + 1)
+    assert page.evaluate(f"{studio}.classCounts()") != first
+
+    # A style image (this model has an encoder) changes the result.
+    shown = result_pixels(page)
+    style = tmp_path / "style.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(style)
+    results = page.evaluate(f"{studio}.results")
+    page.set_input_files("#upload-style", str(style))
+    wait_settled(page, results + 1)
+    assert page.is_visible("#style-preview")
+    assert not np.array_equal(shown, result_pixels(page))
+
+    # A label map with a colour that is no class: the page shows the server's message, keeps the scene.
+    bad = tmp_path / "bad.png"
+    Image.fromarray(np.full((64, 64, 3), [1, 2, 3], np.uint8)).save(bad)
+    kept = page.evaluate(f"{studio}.classCounts()")
+    page.set_input_files("#upload-labels", str(bad))
+    page.wait_for_function("document.getElementById('status').textContent.includes('not in the palette')", timeout=10_000)
+    assert page.evaluate(f"{studio}.classCounts()") == kept
+
+    # A good upload (ids at another size) replaces the scene.
+    good = tmp_path / "good.png"
+    ids = np.zeros((32, 32), np.uint8)
+    ids[16:] = 2
+    Image.fromarray(ids).save(good)
+    page.set_input_files("#upload-labels", str(good))
+    page.wait_for_function(f"{studio}.classCounts()['2'] === 64 * 32", timeout=10_000)
+    assert page.evaluate(f"{studio}.classCounts()") == {"0": 64 * 32, "2": 64 * 32}
+    assert [p for p in page.problems if "400" not in p and "422" not in p] == []
