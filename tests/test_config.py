@@ -81,3 +81,12 @@ def test_cli_list_shows_registry(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "spade" in out and "pix2pixhd" in out and "multiscale" in out and "coco" in out
+
+
+def test_toy_preset_names_the_toy_world_classes():
+    from spadekit.data.toy import TOY_CLASSES, TOY_COLORS
+
+    cfg = load_config("toy")
+    assert cfg.model.label_nc == len(TOY_CLASSES)
+    assert cfg.data.class_names == list(TOY_CLASSES)
+    assert cfg.data.colors == [list(map(int, c)) for c in TOY_COLORS]

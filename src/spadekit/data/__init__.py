@@ -2,35 +2,48 @@
 
 Main entry points: :func:`open_dataset` (any format, or generated toy scenes), :func:`make_loader`,
 :func:`render_scene` (one toy scene) and :func:`to_semantics` (label map → one-hot generator input).
+
+Names are imported lazily: the dataset side pulls in torchvision, which inference-only processes
+(the studio, ``spadekit synthesize``) do not need.
 """
 
-from spadekit.data.dataset import PairedDataset, ToySceneDataset, make_loader, open_dataset
-from spadekit.data.formats import FORMATS, Sample, scan_dataset
-from spadekit.data.labels import instance_edges, map_dontcare, to_semantics
-from spadekit.data.palette import Palette, colors_to_ids, ids_to_colors, load_palette, save_palette
-from spadekit.data.toy import TOY_CLASSES, TOY_COLORS, ToyScene, render_scene, scene_seed
-from spadekit.data.transforms import Preprocess
+from __future__ import annotations
 
-__all__ = [
-    "FORMATS",
-    "PairedDataset",
-    "Palette",
-    "Preprocess",
-    "Sample",
-    "TOY_CLASSES",
-    "TOY_COLORS",
-    "ToyScene",
-    "ToySceneDataset",
-    "colors_to_ids",
-    "ids_to_colors",
-    "instance_edges",
-    "load_palette",
-    "make_loader",
-    "map_dontcare",
-    "open_dataset",
-    "render_scene",
-    "save_palette",
-    "scan_dataset",
-    "scene_seed",
-    "to_semantics",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "PairedDataset": "dataset",
+    "ToySceneDataset": "dataset",
+    "make_loader": "dataset",
+    "open_dataset": "dataset",
+    "FORMATS": "formats",
+    "Sample": "formats",
+    "scan_dataset": "formats",
+    "instance_edges": "labels",
+    "map_dontcare": "labels",
+    "to_semantics": "labels",
+    "Palette": "palette",
+    "colors_to_ids": "palette",
+    "ids_to_colors": "palette",
+    "load_palette": "palette",
+    "save_palette": "palette",
+    "TOY_CLASSES": "toy",
+    "TOY_COLORS": "toy",
+    "ToyScene": "toy",
+    "render_scene": "toy",
+    "scene_seed": "toy",
+    "Preprocess": "transforms",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'spadekit.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"spadekit.data.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

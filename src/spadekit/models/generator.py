@@ -84,7 +84,7 @@ class SPADEGenerator(nn.Module):
             if z is None:
                 # Sampled where the input lives (the official code assumes a GPU here).
                 z = torch.randn(seg.shape[0], self.z_dim, device=seg.device, dtype=seg.dtype)
-            return self.fc(z).view(-1, 16 * self.ngf, self.sh, self.sw)
+            return self.fc(z).unflatten(1, (16 * self.ngf, self.sh, self.sw))
         return self.fc(F.interpolate(seg, size=(self.sh, self.sw), mode="nearest"))
 
     def forward(self, semantics: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:

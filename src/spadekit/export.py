@@ -1,0 +1,173 @@
+"""Export a generator to ONNX or TorchScript for deployment.
+
+The exported graph is the plain eval-mode generator with spectral norm folded into ordinary
+weights (so it has no hooks and no power iteration). Its inputs:
+
+``semantics``
+    (N, S, H, W) float32 one-hot semantics: channel ``c`` is 1 where the label id is ``c``
+    (``S = label_nc`` (+1 don't-care channel, index ``label_nc``) (+1 instance-edge map, last,
+    a 0/1 float map where an instance id differs from a 4-neighbour)); H, W = the export size.
+``z`` (VAE models only)
+    (N, z_dim) float32 latent; ``z ~ N(0, I)`` samples a style, the style encoder's ``mu`` fixes one.
+
+Output ``image``: (N, 3, H, W) float32 in [-1, 1]. The batch size N is dynamic.
+The model's description (classes, colours, channel layout) travels inside the file: ONNX
+``metadata_props`` key ``spadekit``, TorchScript extra file ``spadekit.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from spadekit.errors import ConfigError
+from spadekit.release import SpadeModel
+
+FORMATS = ("onnx", "torchscript")
+
+
+class ExportGenerator(nn.Module):
+    """The generator in export form: positional inputs, spectral norm folded."""
+
+    def __init__(self, generator: nn.Module, use_vae: bool):
+        super().__init__()
+        self.generator = fold_spectral_norm(copy.deepcopy(generator)).eval()
+        self.use_vae = use_vae
+
+    def forward(self, semantics: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        return self.generator(semantics, z)
+
+
+def fold_spectral_norm(network: nn.Module) -> nn.Module:
+    """Replace every spectral-norm hook by the weight it computes in eval mode (in place)."""
+    from torch.nn.utils.spectral_norm import SpectralNorm
+
+    from spadekit.fast import plain_weight
+
+    for module in network.modules():
+        hooks = [k for k, h in module._forward_pre_hooks.items() if isinstance(h, SpectralNorm)]
+        for key in hooks:
+            hook = module._forward_pre_hooks[key]
+            weight = plain_weight(module)
+            del module._forward_pre_hooks[key]
+            delattr(module, hook.name)
+            del module._parameters[hook.name + "_orig"]
+            del module._buffers[hook.name + "_u"]
+            del module._buffers[hook.name + "_v"]
+            module.register_parameter(hook.name, nn.Parameter(weight, requires_grad=False))
+    return network
+
+
+def describe(model: SpadeModel, size: tuple[int, int]) -> dict:
+    """What a deployed file needs to know: input layout, classes and colours."""
+    m = model.config.model
+    return {
+        "format": "spadekit-export",
+        "inputs": {
+            "semantics": ["N", m.semantic_nc, size[1], size[0]],
+            **({"z": ["N", m.z_dim]} if m.use_vae else {}),
+        },
+        "output": {"image": ["N", 3, size[1], size[0]], "range": [-1, 1]},
+        "label_nc": m.label_nc,
+        "dontcare_channel": m.label_nc if m.contain_dontcare else None,
+        "instance_edge_channel": m.semantic_nc - 1 if m.use_instance else None,
+        "class_names": model.class_names,
+        "colors": model.colors,
+    }
+
+
+def example_inputs(model: SpadeModel, size: tuple[int, int], batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """A random valid input (one-hot semantics, z for VAE models) at ``size``."""
+    m = model.config.model
+    gen = torch.Generator().manual_seed(seed)
+    classes = m.label_nc + int(m.contain_dontcare)
+    index = torch.randint(0, classes, (batch, 1, size[1], size[0]), generator=gen)
+    semantics = torch.zeros(batch, classes, size[1], size[0]).scatter_(1, index, 1.0)
+    if m.use_instance:
+        semantics = torch.cat([semantics, (torch.rand(batch, 1, size[1], size[0], generator=gen) < 0.1).float()], 1)
+    if m.use_vae:
+        return semantics, torch.randn(batch, m.z_dim, generator=gen)
+    return (semantics,)
+
+
+def export_model(model: SpadeModel, fmt: str, out: str | Path, size: tuple[int, int] | None = None, opset: int = 17) -> Path:
+    """Write ``model``'s generator as ONNX or TorchScript to ``out`` (atomically).
+
+    ``size`` (width, height) defaults to the model size; another size works for non-VAE models
+    (see :func:`spadekit.inference.model_at_size`).
+    """
+    from spadekit.inference import model_at_size
+    from spadekit.io import atomic_write
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
+    size = tuple(size) if size is not None else tuple(model.config.model.output_size)
+    model = model_at_size(model, size)
+    wrapper = ExportGenerator(model.generator.float().cpu(), model.config.model.use_vae).eval()
+    inputs = example_inputs(model, size)
+    meta = json.dumps(describe(model, size))
+    out = Path(out)
+
+    def write_onnx(tmp: Path) -> None:
+        import onnx
+
+        names = ["semantics", "z"][: len(inputs)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript-based exporter is deprecated but needs no extra packages
+            torch.onnx.export(
+                wrapper,
+                inputs,
+                str(tmp),
+                dynamo=False,
+                input_names=names,
+                output_names=["image"],
+                dynamic_axes={**{n: {0: "batch"} for n in names}, "image": {0: "batch"}},
+                opset_version=opset,
+            )
+        proto = onnx.load(str(tmp))
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = "spadekit", meta
+        onnx.save(proto, str(tmp))
+
+    def write_torchscript(tmp: Path) -> None:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # torch.jit is deprecated upstream but still the portable C++ format
+            traced = torch.jit.trace(wrapper, inputs, check_trace=False)  # check_export compares outputs instead
+            torch.jit.save(traced, str(tmp), _extra_files={"spadekit.json": meta})
+
+    if fmt == "onnx":
+        try:
+            import onnx  # noqa: F401
+        except ImportError:
+            raise ConfigError("ONNX export needs the onnx package: pip install 'spadekit[export]'") from None
+    atomic_write(out, write_onnx if fmt == "onnx" else write_torchscript)
+    return out
+
+
+def check_export(model: SpadeModel, fmt: str, path: str | Path, size: tuple[int, int] | None = None) -> float:
+    """Max abs difference between the exported file's output and PyTorch's on a random input (batch 2)."""
+    from spadekit.inference import model_at_size
+
+    size = tuple(size) if size is not None else tuple(model.config.model.output_size)
+    model = model_at_size(model, size)
+    inputs = example_inputs(model, size, batch=2, seed=1)
+    with torch.no_grad():
+        reference = model.generator.float().cpu().eval()(*inputs)
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        names = [i.name for i in session.get_inputs()]
+        output = torch.from_numpy(session.run(None, {n: t.numpy() for n, t in zip(names, inputs)})[0])
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loaded = torch.jit.load(str(path))
+        with torch.no_grad():
+            output = loaded(*inputs)
+    return float((output - reference).abs().max())

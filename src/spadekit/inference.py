@@ -1,0 +1,543 @@
+"""Inference: label maps (+ instance maps, a style image, a seed) → images, with one call.
+
+:class:`Pipeline` wraps a loaded :class:`~spadekit.release.SpadeModel`. It is built once (weights
+loaded, the fast generator prepared) and is then cheap to call repeatedly: a call only converts
+its inputs, runs the generator and converts the outputs. A call keeps no state on the pipeline,
+so calls serialised by a lock from several threads are safe.
+
+Conventions:
+
+* Label maps are integer ids ``0 .. label_nc-1``; with a don't-care channel, 255 (as on disk) or
+  ``label_nc`` mark don't-care pixels. Colour-coded pictures (RGB) are read with the model's palette.
+* Maps of any size are resized (nearest) to the model size; the network always runs at that size.
+* Instance maps are optional for models with an instance-edge channel: without one, the label map
+  itself is used, so the edges are the class boundaries.
+* Sample ``k`` of every map draws its latent from ``seed + k`` (the same seed → the same style for
+  every map and identical bytes on every call). Models without a VAE are deterministic: the seed
+  and ``num_samples`` change nothing.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from spadekit.config import Config
+from spadekit.data.labels import instance_edges
+from spadekit.data.palette import DONTCARE, Palette, colors_to_ids, default_colors, make_palette
+from spadekit.errors import DataError
+from spadekit.release import SpadeModel, load_model
+
+ImageLike = Union[Image.Image, np.ndarray, torch.Tensor, str, Path]
+
+
+def read_image(path: str | Path, source: str | None = None) -> Image.Image:
+    """Open a picture fully (so a truncated file fails here), or raise :class:`DataError` naming it."""
+    path = Path(path)
+    name = source or str(path)
+    if not path.is_file():
+        raise DataError(f"{name}: file not found")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.copy()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{name}: not a readable image ({first})") from None
+
+
+def _integral(array: np.ndarray, source: str, what: str) -> np.ndarray:
+    if array.dtype.kind in "ui":
+        return array.astype(np.int64)
+    if array.dtype.kind == "b":
+        return array.astype(np.int64)
+    if array.dtype.kind == "f" and np.all(np.isfinite(array)) and np.all(array == np.round(array)):
+        return array.astype(np.int64)
+    raise DataError(f"{source}: {what} must hold integer ids, got {array.dtype} values")
+
+
+def _as_pil_or_array(img: ImageLike, source: str) -> Image.Image | np.ndarray | torch.Tensor:
+    if isinstance(img, (str, Path)):
+        return read_image(img)
+    return img
+
+
+def image_to_ids(img: ImageLike, palette: Palette | None, source: str, what: str = "label map") -> torch.Tensor:
+    """Any supported picture → (H, W) int64 ids (no validation against a model).
+
+    Integer maps (PIL modes L, P, I, I;16, 1; 2-D arrays/tensors; (1, H, W) tensors) are read as ids.
+    RGB(A) pictures ((H, W, 3) arrays, (3, H, W) tensors) are colour-coded: with ``palette`` they are
+    mapped to ids by exact colour (255 for the palette's don't-care colour); without one (instance
+    maps) every distinct colour becomes its own id.
+    """
+    img = _as_pil_or_array(img, source)
+    if isinstance(img, torch.Tensor):
+        t = img.detach()
+        if t.dim() == 3 and t.shape[0] == 1:
+            t = t[0]
+        if t.dim() == 2:
+            if t.dtype.is_floating_point:
+                if not bool(torch.all(t == t.round())):
+                    raise DataError(f"{source}: {what} must hold integer ids, got fractional values")
+            return t.long()
+        if t.dim() == 3 and t.shape[0] in (3, 4):
+            img = t[:3].permute(1, 2, 0).cpu().numpy()
+        elif t.dim() == 3 and t.shape[-1] in (3, 4):
+            img = t.cpu().numpy()
+        else:
+            raise DataError(f"{source}: a {what} tensor must be (H, W), (1, H, W) or RGB (3, H, W); got {tuple(t.shape)}")
+    if isinstance(img, Image.Image):
+        if img.mode in ("RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
+            rgb = np.asarray(img.convert("RGB"))
+            return _colors(rgb, palette, source)
+        if img.mode == "LA":
+            img = img.getchannel("L")
+        array = np.asarray(img)
+        if array.ndim != 2:
+            raise DataError(f"{source}: unsupported image mode {img.mode!r} for a {what}")
+        return torch.from_numpy(_integral(array, source, what))
+    if isinstance(img, np.ndarray):
+        if img.ndim == 3 and img.shape[0] == 1:
+            img = img[0]
+        if img.ndim == 2:
+            return torch.from_numpy(_integral(img, source, what))
+        if img.ndim == 3 and img.shape[-1] in (3, 4):
+            rgb = img[..., :3]
+            if rgb.dtype != np.uint8:
+                if rgb.dtype.kind == "f" or rgb.min(initial=0) < 0 or rgb.max(initial=0) > 255:
+                    raise DataError(f"{source}: a colour-coded {what} must be uint8 RGB, got {rgb.dtype}")
+                rgb = rgb.astype(np.uint8)
+            return _colors(rgb, palette, source)
+        raise DataError(f"{source}: a {what} array must be (H, W) ids or (H, W, 3) colours; got shape {img.shape}")
+    raise DataError(f"{source}: cannot read a {what} from a {type(img).__name__}")
+
+
+def _colors(rgb: np.ndarray, palette: Palette | None, source: str) -> torch.Tensor:
+    if palette is None:  # instance maps: one id per distinct colour
+        packed = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+        return torch.from_numpy(np.unique(packed, return_inverse=True)[1].reshape(packed.shape).astype(np.int64))
+    try:
+        return torch.from_numpy(colors_to_ids(np.ascontiguousarray(rgb), palette, source=source).astype(np.int64))
+    except DataError as exc:
+        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
+            raise DataError(f"{exc} (it looks like an id map saved as RGB: save it as a greyscale PNG)") from None
+        raise
+
+
+def image_to_tensor(img: ImageLike, size: tuple[int, int], source: str = "style") -> torch.Tensor:
+    """A photo (PIL, (H, W, 3) uint8 array, or (3, H, W) tensor in [-1, 1]) → (3, H, W) float in [-1, 1]
+    at ``size`` = (width, height) (bicubic, as the data pipeline resizes photos)."""
+    img = _as_pil_or_array(img, source)
+    if isinstance(img, torch.Tensor):
+        t = img.detach().float().cpu()
+        if t.dim() == 4 and t.shape[0] == 1:
+            t = t[0]
+        if t.dim() != 3 or t.shape[0] != 3:
+            raise DataError(f"{source}: a style tensor must be (3, H, W) in [-1, 1]; got {tuple(t.shape)}")
+        if tuple(t.shape[-2:]) != (size[1], size[0]):
+            t = F.interpolate(t[None], size=(size[1], size[0]), mode="bicubic", align_corners=False)[0].clamp(-1, 1)
+        return t
+    if isinstance(img, np.ndarray):
+        if img.ndim != 3 or img.shape[-1] not in (3, 4) or img.dtype != np.uint8:
+            raise DataError(f"{source}: a style array must be (H, W, 3) uint8; got {img.dtype} {img.shape}")
+        img = Image.fromarray(np.ascontiguousarray(img[..., :3]))
+    if not isinstance(img, Image.Image):
+        raise DataError(f"{source}: cannot read a style image from a {type(img).__name__}")
+    img = img.convert("RGB")
+    if img.size != tuple(size):
+        img = img.resize(tuple(size), Image.Resampling.BICUBIC)
+    array = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float()
+    return array / 127.5 - 1.0
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """(N, 3, H, W) in [-1, 1] → N RGB PIL images."""
+    array = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return [Image.fromarray(a.permute(1, 2, 0).numpy()) for a in array]
+
+
+def _resize_ids(ids: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(H, W) ids → (height, width) with nearest neighbour at pixel centres (as PIL's NEAREST)."""
+    width, height = size
+    if tuple(ids.shape) == (height, width):
+        return ids
+    # float32 holds ids exactly up to 2**24 (16-bit instance maps included).
+    out = F.interpolate(ids[None, None].float(), size=(height, width), mode="nearest-exact")
+    return out[0, 0].long()
+
+
+class Pipeline:
+    """A loaded SPADE model ready to turn label maps into images.
+
+    Args:
+        model: a loaded :class:`SpadeModel` (see :meth:`from_pretrained` to load by path or name).
+        device: where the networks run.
+        dtype: their dtype (``torch.bfloat16`` / ``torch.float16`` are for GPUs).
+        fast: use the optimised generator (:mod:`spadekit.fast`): same images, less work.
+        channels_last: channels-last activations in the fast generator (default: on).
+        compile: wrap the generator in ``torch.compile``.
+        batch_size: most images per generator call (bounds the memory of large requests).
+    """
+
+    def __init__(
+        self,
+        model: SpadeModel,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        fast: bool = True,
+        channels_last: bool = True,
+        compile: bool = False,
+        batch_size: int = 8,
+    ):
+        self.model = model.eval()
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.batch_size = max(1, int(batch_size))
+        self.fast = False
+        m = model.config.model
+        self._num_classes = m.label_nc + int(m.contain_dontcare)
+        from spadekit.models.generator import SPADEGenerator
+
+        generator: torch.nn.Module = model.generator
+        if fast and isinstance(generator, SPADEGenerator):
+            from spadekit.fast import FastSPADEGenerator
+
+            generator = FastSPADEGenerator.from_generator(
+                generator, num_classes=self._num_classes, has_edge=m.use_instance, channels_last=channels_last
+            )
+            self.fast = True
+        self.generator = generator.to(device=self.device, dtype=dtype).eval()
+        self.encoder = model.encoder.to(device=self.device, dtype=dtype).eval() if model.encoder is not None else None
+        self._forward = torch.compile(self.generator) if compile else self.generator
+        self._palette = self._build_palette()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | Path,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        fast: bool = True,
+        preset: str | None = None,
+        overrides: list[str] | None = None,
+        **kwargs,
+    ) -> "Pipeline":
+        """Load a release model directory, a bundled model name (e.g. ``"toy"``) or a directory of
+        official checkpoints (``preset`` and dotted ``overrides`` give their layout) and build a
+        pipeline on it; ``kwargs`` go to the constructor."""
+        return cls(load_model(model, preset=preset, overrides=overrides), device=device, dtype=dtype, fast=fast, **kwargs)
+
+    # ------------------------------------------------------------------ description
+
+    @property
+    def config(self) -> Config:
+        return self.model.config
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.model.class_names
+
+    @property
+    def colors(self) -> list[list[int]] | None:
+        """Display colour per class as stored with the model (None when the model has none)."""
+        return self.model.colors
+
+    @property
+    def palette(self) -> Palette:
+        """The palette used for colour-coded label maps: the model's colours, or the default colour map.
+
+        When the model stores ``label_nc + 1`` colours the last one is the don't-care colour.
+        """
+        return self._palette
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of generated images."""
+        return self.config.model.output_size
+
+    @property
+    def has_encoder(self) -> bool:
+        return self.encoder is not None
+
+    @property
+    def uses_latent(self) -> bool:
+        """Whether the generator starts from a latent ``z`` (VAE models): seeds and samples then differ."""
+        return bool(self.config.model.use_vae)
+
+    def _build_palette(self) -> Palette:
+        m = self.config.model
+        names = self.class_names
+        colors = self.colors
+        if colors is None:
+            return make_palette(names=names, colors=default_colors(m.label_nc))
+        colors = [list(c) for c in colors]
+        dontcare = None
+        if len(colors) == m.label_nc + 1:
+            dontcare = tuple(int(c) for c in colors.pop())
+        if len(colors) != m.label_nc:
+            colors = (colors + default_colors(m.label_nc).tolist())[: m.label_nc]
+        names = (list(names) + [f"class {i}" for i in range(len(names), m.label_nc)])[: m.label_nc]
+        palette = make_palette(names=names, colors=colors)
+        return Palette(palette.names, palette.colors, dontcare)
+
+    # ------------------------------------------------------------------ inputs
+
+    def labels_from_image(self, img: ImageLike, source: str = "labels") -> torch.Tensor:
+        """A label map (id map or colour-coded picture, file path, array or tensor) → (H, W) int64 ids,
+        validated against the model (255 marks don't-care pixels when the model has that channel).
+
+        Raises :class:`DataError` naming ``source`` for ids the model does not know or colours not
+        in its palette. The map keeps its size (resizing happens in :meth:`__call__`).
+        """
+        ids = image_to_ids(img, self._palette, source, "label map")
+        self._check_ids(ids, source)
+        return ids
+
+    def _check_ids(self, ids: torch.Tensor, source: str) -> None:
+        m = self.config.model
+        known = ids < m.label_nc
+        if m.contain_dontcare:
+            known |= (ids == DONTCARE) | (ids == m.label_nc)
+        known &= ids >= 0
+        if not bool(known.all()):
+            bad = torch.unique(ids[~known]).tolist()
+            shown = ", ".join(map(str, bad[:8])) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
+            dontcare = "; 255 = don't care" if m.contain_dontcare else "; this model has no don't-care class"
+            raise DataError(
+                f"{source}: label id(s) {shown} not known to this model (it has {m.label_nc} classes, "
+                f"ids 0..{m.label_nc - 1}{dontcare})"
+            )
+
+    def _class_index(self, ids: torch.Tensor) -> torch.Tensor:
+        """Validated ids → channel indices (don't-care 255 → ``label_nc``)."""
+        m = self.config.model
+        if m.contain_dontcare:
+            ids = ids.masked_fill(ids == DONTCARE, m.label_nc)
+        return ids
+
+    def prepare(
+        self,
+        labels: ImageLike | Sequence[ImageLike],
+        instances: ImageLike | Sequence[ImageLike | None] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Label (and instance) maps → ``(index, edges)`` at the model size on the pipeline's device.
+
+        ``index``: (N, H, W) int64 channel indices (don't-care → ``label_nc``); ``edges``: (N, 1, H, W)
+        float instance boundaries, or None when the model has no instance channel.
+        """
+        label_list = _as_list(labels)
+        if not label_list:
+            raise DataError("labels: no label maps given")
+        inst_list = _as_list(instances) if instances is not None else [None] * len(label_list)
+        if len(inst_list) == 1 and len(label_list) > 1:
+            inst_list = inst_list * len(label_list)
+        if len(inst_list) != len(label_list):
+            raise DataError(f"instances: {len(inst_list)} instance maps for {len(label_list)} label maps")
+        m = self.config.model
+        index, edges = [], []
+        for i, (label, inst) in enumerate(zip(label_list, inst_list)):
+            source = _source(label, "labels", i, len(label_list))
+            ids = self.labels_from_image(label, source=source)
+            ids = _resize_ids(self._class_index(ids).to(self.device), self.size)
+            index.append(ids)
+            if m.use_instance:
+                if inst is None:
+                    inst_ids = ids  # no instance map: edges at class boundaries
+                else:
+                    inst_ids = image_to_ids(inst, None, _source(inst, "instances", i, len(inst_list)), "instance map")
+                    inst_ids = _resize_ids(inst_ids.to(self.device), self.size)
+                edges.append(instance_edges(inst_ids[None, None])[0])
+        index_t = torch.stack(index)
+        edges_t = torch.stack(edges).to(self.dtype) if m.use_instance else None
+        return index_t, edges_t
+
+    def semantics(
+        self,
+        labels: ImageLike | Sequence[ImageLike],
+        instances: ImageLike | Sequence[ImageLike | None] | None = None,
+    ) -> torch.Tensor:
+        """The one-hot input of the plain generator: (N, S, H, W) in the pipeline's dtype."""
+        index, edges = self.prepare(labels, instances)
+        return one_hot(index, self._num_classes, edges, self.dtype)
+
+    @torch.inference_mode()
+    def encode_style(self, style: ImageLike, source: str = "style") -> tuple[torch.Tensor, torch.Tensor]:
+        """A style photo → (mu, logvar), each (1, z_dim), with the model's encoder."""
+        if self.encoder is None:
+            raise DataError(
+                f"{source}: this model has no style encoder (trained without a VAE or released without "
+                "encoder.safetensors), so it cannot take a style image"
+            )
+        image = image_to_tensor(style, self.size, source).to(self.device, self.dtype)
+        mu, logvar = self.encoder(image[None])
+        return mu.float(), logvar.float()
+
+    def latents(
+        self,
+        count: int,
+        num_samples: int,
+        seed: int | None,
+        style: ImageLike | Sequence[ImageLike] | None = None,
+    ) -> torch.Tensor | None:
+        """The (count·num_samples, z_dim) latents of a call (map-major), or None for non-VAE models."""
+        m = self.config.model
+        if style is not None and self.encoder is None:
+            styles = _as_list(style)
+            raise DataError(
+                f"{_source(styles[0], 'style', 0, 1)}: this model has no style encoder (trained without a VAE "
+                "or released without encoder.safetensors), so it cannot take a style image"
+            )
+        if not m.use_vae:
+            return None
+        if seed is None:
+            seed = random.randrange(2**31)
+        # eps of sample k comes from seed + k: the same seed gives the same z whatever the batch.
+        eps = torch.stack(
+            [torch.randn(m.z_dim, generator=torch.Generator().manual_seed(int(seed) + k)) for k in range(num_samples)]
+        )
+        eps = eps.repeat(count, 1)
+        if style is None:
+            return eps
+        styles = _as_list(style)
+        if len(styles) not in (1, count):
+            raise DataError(f"style: {len(styles)} style images for {count} label maps (give one, or one per map)")
+        stats = [self.encode_style(s, _source(s, "style", i, len(styles))) for i, s in enumerate(styles)]
+        mu = torch.cat([s[0] for s in stats]).cpu()
+        logvar = torch.cat([s[1] for s in stats]).cpu()
+        if len(styles) == 1:
+            mu, logvar = mu.expand(count, -1), logvar.expand(count, -1)
+        mu = mu.repeat_interleave(num_samples, 0)
+        logvar = logvar.repeat_interleave(num_samples, 0)
+        return mu + eps * torch.exp(0.5 * logvar)
+
+    # ------------------------------------------------------------------ running
+
+    @torch.inference_mode()
+    def generate(self, index: torch.Tensor, edges: torch.Tensor | None, z: torch.Tensor | None) -> torch.Tensor:
+        """Run the generator in chunks of ``batch_size``: (N, H, W) indices → (N, 3, H, W) float32 in [-1, 1]."""
+        outputs = []
+        for start in range(0, index.shape[0], self.batch_size):
+            sl = slice(start, start + self.batch_size)
+            zc = z[sl].to(self.device, self.dtype) if z is not None else None
+            ec = edges[sl] if edges is not None else None
+            if self.fast:
+                out = self._forward(index[sl], ec, zc)
+            else:
+                out = self._forward(one_hot(index[sl], self._num_classes, ec, self.dtype), zc)
+            outputs.append(out.float().contiguous())
+        return torch.cat(outputs)
+
+    def __call__(
+        self,
+        labels: ImageLike | Sequence[ImageLike],
+        instances: ImageLike | Sequence[ImageLike | None] | None = None,
+        style: ImageLike | Sequence[ImageLike] | None = None,
+        seed: int | None = None,
+        num_samples: int = 1,
+        output: str = "pil",
+    ) -> list[Image.Image] | torch.Tensor:
+        """Synthesize images.
+
+        Args:
+            labels: one label map or a list (PIL images, arrays, tensors or file paths; id maps or
+                colour-coded with the model's palette), any size.
+            instances: matching instance maps (or None: class boundaries are used as edges).
+            style: a style photo (or one per label map) encoded into the latent; needs an encoder.
+            seed: sample ``k`` uses ``seed + k``; None draws a random seed.
+            num_samples: images per label map.
+            output: ``"pil"`` (list of images) or ``"tensor"`` ((N·K, 3, H, W) float32 in [-1, 1] on
+                the pipeline's device).
+        Returns:
+            Images ordered map by map, ``num_samples`` consecutive images per map.
+        """
+        if output not in ("pil", "tensor"):
+            raise ValueError("output must be 'pil' or 'tensor'")
+        if num_samples < 1:
+            raise ValueError("num_samples must be >= 1")
+        index, edges = self.prepare(labels, instances)
+        z = self.latents(index.shape[0], num_samples, seed, style)
+        if num_samples > 1:
+            index = index.repeat_interleave(num_samples, 0)
+            edges = edges.repeat_interleave(num_samples, 0) if edges is not None else None
+        images = self.generate(index, edges, z)
+        return images if output == "tensor" else to_pil(images)
+
+
+def one_hot(index: torch.Tensor, num_classes: int, edges: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+    """(N, H, W) channel indices (+ (N, 1, H, W) edges) → (N, C (+1), H, W) one-hot semantics."""
+    n, h, w = index.shape
+    semantics = torch.zeros(n, num_classes, h, w, dtype=dtype, device=index.device)
+    semantics.scatter_(1, index[:, None], 1.0)
+    if edges is not None:
+        semantics = torch.cat([semantics, edges.to(dtype)], dim=1)
+    return semantics
+
+
+def _as_list(items) -> list:
+    if isinstance(items, (list, tuple)):
+        return list(items)
+    if isinstance(items, torch.Tensor) and items.dim() == 4:
+        return list(items)  # a batch: (N, 1, H, W) id maps or (N, 3, H, W) pictures
+    return [items]
+
+
+def _source(item, default: str, index: int, count: int) -> str:
+    if isinstance(item, (str, Path)):
+        return str(item)
+    return default if count == 1 else f"{default}[{index}]"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"WxH"`` → (width, height); a ConfigError for anything else."""
+    from spadekit.errors import ConfigError
+
+    parts = str(text).lower().split("x")
+    try:
+        width, height = (int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"size {text!r} must look like WIDTHxHEIGHT, e.g. 256x256") from None
+    if width < 1 or height < 1:
+        raise ConfigError(f"size {text!r} must be positive")
+    return width, height
+
+
+def model_at_size(model: SpadeModel, size: tuple[int, int]) -> SpadeModel:
+    """The same weights rebuilt for another output size (width, height).
+
+    A SPADE generator without VAE is fully convolutional, so it runs at any size whose sides are
+    multiples of ``2**u`` (32 for ``normal`` upsampling): the semantics still modulate every layer,
+    though a model sees its training scale best. A VAE generator's ``fc`` fixes its latent size.
+    """
+    import dataclasses
+
+    from spadekit.config import UPSAMPLING_LAYERS
+    from spadekit.errors import ConfigError
+    from spadekit.models import build_generator
+
+    m = model.config.model
+    size = (int(size[0]), int(size[1]))
+    if size == tuple(m.output_size):
+        return model
+    if m.use_vae:
+        raise ConfigError(
+            f"size {size[0]}x{size[1]}: this model is a VAE generator fixed at {m.output_size[0]}x{m.output_size[1]} "
+            "(its fc layer sets the latent size)"
+        )
+    step = 2 ** UPSAMPLING_LAYERS[m.upsampling]
+    if size[0] % step or size[1] % step:
+        raise ConfigError(f"size {size[0]}x{size[1]}: both sides must be multiples of {step} for upsampling={m.upsampling!r}")
+    new_model = dataclasses.replace(m, width=size[0], aspect_ratio=size[0] / size[1])
+    if tuple(new_model.output_size) != size:
+        raise ConfigError(f"size {size[0]}x{size[1]} cannot be reached (the latent would give {new_model.output_size})")
+    config = dataclasses.replace(model.config, model=new_model)
+    generator = build_generator(new_model, init=False)
+    reference = next(iter(model.generator.state_dict().values()))
+    generator.load_state_dict(model.generator.state_dict())
+    generator.to(device=reference.device, dtype=reference.dtype).eval()
+    return SpadeModel(config=config, generator=generator, discriminator=None, encoder=model.encoder)

@@ -1,0 +1,61 @@
+"""``spadekit demo``: the gallery from toy label maps (with a tiny random model passed by --model)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from spadekit.cli import main
+from spadekit.config import load_config
+from spadekit.data.toy import TOY_CLASSES, TOY_COLORS, render_scene, scene_seed
+from spadekit.models import build_networks
+from spadekit.release import SpadeModel, bundled_models
+
+
+def tiny_toy_model(tmp_path, **options):
+    cfg = load_config("toy", [f"model.{k}={v}" for k, v in {"ngf": 8, "width": 64, "spade_hidden": 16, **options}.items()])
+    cfg.data.class_names = list(TOY_CLASSES)
+    cfg.data.colors = [list(c) for c in TOY_COLORS]
+    torch.manual_seed(0)
+    generator, _, encoder = build_networks(cfg.model)
+    return SpadeModel(cfg, generator, None, encoder).eval().save(tmp_path / "model")
+
+
+def test_demo_writes_a_gallery_with_style_and_sample_rows(tmp_path):
+    model = tiny_toy_model(tmp_path)
+    out = tmp_path / "demo"
+    assert main(["demo", "--model", str(model), "--out", str(out), "--scenes", "2", "--samples", "3"]) == 0
+    html = (out / "index.html").read_text()
+    sources = re.findall(r'src="([^"]+)"', html)
+    assert sources and all((out / s).is_file() for s in sources)
+    assert "Style-guided" in html and "Multiple samples" in html
+    for name in ["scene0_label.png", "scene1_result.png", "style2_result.png", "sample2.png"]:
+        assert name in sources
+    # The label pictures are the toy layouts at fixed seeds, in the toy colours.
+    layout = render_scene(scene_seed(0, 1, "test"), 64)
+    assert np.array_equal(np.asarray(Image.open(out / "scene1_label.png")), np.asarray(TOY_COLORS, np.uint8)[layout.label])
+    samples = {(out / f"sample{k}.png").read_bytes() for k in range(3)}
+    assert len(samples) == 3
+    styled = {(out / f"style{k}_result.png").read_bytes() for k in range(3)}
+    assert len(styled) == 3
+
+
+def test_demo_without_vae_has_no_style_or_sample_rows(tmp_path):
+    model = tiny_toy_model(tmp_path, use_vae=False)
+    out = tmp_path / "demo"
+    assert main(["demo", "--model", str(model), "--out", str(out), "--scenes", "1"]) == 0
+    html = (out / "index.html").read_text()
+    assert "Style-guided" not in html and "Multiple samples" not in html
+    assert (out / "scene0_result.png").is_file()
+
+
+@pytest.mark.skipif("toy" in bundled_models(), reason="the bundled toy model is installed")
+def test_demo_without_the_bundled_model_says_what_to_do(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 2
+    assert "spadekit train --preset toy" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()
