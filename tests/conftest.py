@@ -24,7 +24,8 @@ def shared_path(*parts: str) -> Path:
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     torch.manual_seed(0)
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    # One thread: on small shared CI machines extra OpenMP threads mostly spin (2-3x slower).
+    torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -103,6 +103,10 @@ class ModelConfig:
             f"the latent would be {w}x{h}; increase model.width (a multiple of {2 ** UPSAMPLING_LAYERS[self.upsampling]}) "
             "or lower model.aspect_ratio",
         )
+        _check(
+            not (self.norm_G == "instance" and w * h == 1 and self.generator == "spade"),
+            "model.norm_G=instance needs a latent map larger than 1x1; increase model.width",
+        )
 
     @property
     def semantic_nc(self) -> int:

@@ -80,7 +80,7 @@ def find_vgg19_weights(path: str | Path | None = None) -> Path:
     raise MissingWeightsError(
         f"the VGG19 perceptual loss needs torchvision's ImageNet weights {VGG19_FILE} "
         f"(https://download.pytorch.org/models/{VGG19_FILE}); put it at {cache} or pass "
-        "--set loss.vgg_weights=PATH, or train without it with --set loss.lambda_vgg=0"
+        "--set loss.vgg_weights=PATH, or train without it with --no-vgg (loss.lambda_vgg=0)"
     )
 
 

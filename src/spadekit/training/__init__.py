@@ -1,0 +1,36 @@
+"""Training: the loop (:mod:`.trainer`), torchrun/DDP/SyncBatchNorm (:mod:`.distributed`), resumable
+checkpoints (:mod:`.checkpoint`), deterministic data order (:mod:`.sampling`), the EMA generator
+(:mod:`.ema`) and reporting (:mod:`.monitor`, :mod:`.gallery`)."""
+
+from spadekit.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from spadekit.training.distributed import DistEnv, cleanup_distributed, setup_distributed
+from spadekit.training.ema import EMA
+from spadekit.training.trainer import (
+    LoopOptions,
+    NonFiniteLossError,
+    Plan,
+    Trainer,
+    TrainResult,
+    build_trainer,
+    loop_options,
+    plan_only,
+)
+
+__all__ = [
+    "DistEnv",
+    "EMA",
+    "LoopOptions",
+    "NonFiniteLossError",
+    "Plan",
+    "TrainResult",
+    "Trainer",
+    "build_trainer",
+    "cleanup_distributed",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint",
+    "loop_options",
+    "plan_only",
+    "save_checkpoint",
+    "setup_distributed",
+]
