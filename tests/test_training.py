@@ -33,16 +33,6 @@ TINY = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a busy shared CPU, OpenMP threads that spin-wait for each other make
-    these small networks 10-100x slower; one thread is as fast when the machine is idle."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def fixed_l1(config: Config, generator_state: dict, items: list[dict]) -> float:
     """Mean |G(semantics) - real| over ``items``, with a fresh generator holding ``generator_state``
     in train mode (batch statistics of this fixed batch), so the measurement never touches the run."""

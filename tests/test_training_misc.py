@@ -36,16 +36,6 @@ TINY = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a busy shared CPU, OpenMP threads that spin-wait for each other make
-    these small networks 10-100x slower; one thread is as fast when the machine is idle."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def cli_args(out: Path, *extra: str, overrides: list[str] = TINY) -> list[str]:
     args = ["train", "--preset", "toy", "--out", str(out), "--device", "cpu", "--no-progress", "--no-tensorboard"]
     for override in overrides:
