@@ -176,6 +176,7 @@ def test_lpips_without_weights_is_skipped_on_toy_unless_asked_for(files, tmp_pat
 @pytest.mark.parametrize("extra, message", [
     (["--metrics", "lpips"], "--num-samples 2"),
     (["--metrics", "fid,sharpness"], "unknown metric"),
+    (["--metrics", "lpips,feature-diversity", "--num-samples", "2"], "choose one diversity metric"),
     (["--set", "model.ngf=4"], "only overrides data options"),
 ])
 def test_bad_options_exit_2(files, tmp_path, capsys, extra, message):

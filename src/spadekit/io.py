@@ -64,6 +64,7 @@ def safe_torch_load(path: str | Path, map_location: str | torch.device = "cpu") 
                 "(only plain tensors are accepted)"
             ) from None
         raise CheckpointError(f"{path}: not a valid PyTorch checkpoint ({text.splitlines()[0]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, IndexError, KeyError, TypeError, AttributeError) as exc:
+        # Random or truncated bytes can fail anywhere inside the unpickler; all of it means "corrupt".
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({first})") from None

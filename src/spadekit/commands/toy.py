@@ -36,6 +36,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     make.add_argument("--quiet", action="store_true", help="no progress bar")
     make.set_defaults(handler=run_make)
 
+    from spadekit.commands import toy_segmenter
+
+    segmenter = sub.add_parser(
+        "segmenter",
+        help="train the toy protocol's segmenter on real toy scenes (for `spadekit evaluate --preset toy`)",
+        description=toy_segmenter.DESCRIPTION,
+    )
+    toy_segmenter.add_arguments(segmenter)
+    segmenter.set_defaults(handler=toy_segmenter.run)
+
 
 def run_make(args: argparse.Namespace) -> int:
     from spadekit.data.toy import write_toy_dataset

@@ -6,6 +6,7 @@ metrics are accumulators with ``update()`` / ``compute()``.
 """
 
 from spadekit.evaluation.diversity import Diversity, LPIPSDistance, find_lpips_backbone, mean_pairwise_distance
+from spadekit.evaluation.evaluate import METRICS, Evaluators, evaluate, format_report, synthesize_and_score
 from spadekit.evaluation.fid import (
     FID,
     FeatureStatistics,
@@ -38,6 +39,14 @@ from spadekit.evaluation.segmenters import (
     load_segmenter,
     register_segmenter,
 )
+from spadekit.evaluation.toy_segmenter import (
+    ToyFeatures,
+    ToySegmenter,
+    ToySegNet,
+    load_toy_segmenter,
+    save_toy_segmenter,
+    train_toy_segmenter,
+)
 
 __all__ = [
     "DATASET_SEGMENTERS", "FID", "IGNORE_INDEX", "LABEL_MAPPINGS", "ConfusionMatrix", "Diversity",
@@ -47,4 +56,7 @@ __all__ = [
     "find_inception_weights", "find_lpips_backbone", "find_segmenter_weights", "format_protocol",
     "frechet_distance", "load_segmenter", "mean_pairwise_distance", "register_segmenter",
     "scores_from_confusion", "statistics_key", "tf1_bilinear_resize",
+    # end-to-end evaluation and the toy protocol
+    "METRICS", "Evaluators", "ToyFeatures", "ToySegNet", "ToySegmenter", "evaluate", "format_report",
+    "load_toy_segmenter", "save_toy_segmenter", "synthesize_and_score", "train_toy_segmenter",
 ]

@@ -177,19 +177,36 @@ def cached_statistics(
     atomically and carries the key, so a truncated, corrupt or foreign file is recomputed rather
     than trusted.
     """
+    stats = load_cached_statistics(cache_dir, key_dict)
+    if stats is not None:
+        return stats
+    stats = compute_fn()
+    save_cached_statistics(cache_dir, key_dict, stats)
+    return stats
+
+
+def load_cached_statistics(cache_dir: str | Path, key_dict: dict) -> GaussianStats | None:
+    """The statistics :func:`cached_statistics` stored for ``key_dict``, or None on a miss (absent,
+    unreadable, or stored under another key)."""
     path = Path(cache_dir) / f"{statistics_key(key_dict)}.npz"
     wanted = json.dumps(key_dict, sort_keys=True, default=str)
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                stored_key = str(data["key"]) if "key" in data.files else None
-            if stored_key == wanted:
-                return GaussianStats.load(path)
-        except (CheckpointError, OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-            pass  # derived data: recompute below
-    stats = compute_fn()
-    stats.save(path, key=json.loads(wanted))
-    return stats
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            stored_key = str(data["key"]) if "key" in data.files else None
+        if stored_key == wanted:
+            return GaussianStats.load(path)
+    except (CheckpointError, OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        pass  # derived data: the caller recomputes it
+    return None
+
+
+def save_cached_statistics(cache_dir: str | Path, key_dict: dict, stats: GaussianStats) -> Path:
+    """Store ``stats`` where :func:`load_cached_statistics` finds them for ``key_dict`` (atomically)."""
+    path = Path(cache_dir) / f"{statistics_key(key_dict)}.npz"
+    stats.save(path, key=json.loads(json.dumps(key_dict, sort_keys=True, default=str)))
+    return path
 
 
 # ----------------------------------------------------------------------------- Inception extractor

@@ -132,9 +132,10 @@ def format_protocol(protocol: dict) -> str:
         f"protocol v{protocol['protocol_version']}: {protocol['dataset']} {protocol['split']}, "
         f"{protocol['resolution'][0]}x{protocol['resolution'][1]}, images={protocol['counts'].get('images')}"
     ]
-    fid = protocol["fid"]
-    sha = (fid["weights_sha256"] or "MISSING")[:12]
-    lines.append(f"  FID: {fid['extractor']} ({fid['weights_file']} sha256 {sha}), {fid['resize']}")
+    if "fid" in protocol:  # absent when a report leaves FID out
+        fid = protocol["fid"]
+        sha = (fid["weights_sha256"] or "MISSING")[:12]
+        lines.append(f"  FID: {fid['extractor']} ({fid['weights_file']} sha256 {sha}), {fid['resize']}")
     if "segmentation" in protocol:
         seg = protocol["segmentation"]
         shas = ", ".join(s[:12] for s in seg["weights_sha256"]) if seg["weights_sha256"] else "MISSING"
