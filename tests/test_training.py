@@ -7,7 +7,6 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
 import torch
 from torch.utils.data import default_collate
 

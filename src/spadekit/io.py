@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import torch
 
-from spadekit.errors import CheckpointError
+from spadekit.errors import CheckpointError, MissingWeightsError
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -68,3 +68,21 @@ def safe_torch_load(path: str | Path, map_location: str | torch.device = "cpu") 
         # Random or truncated bytes can fail anywhere inside the unpickler; all of it means "corrupt".
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({first})") from None
+
+
+def find_hub_weights(filename: str, path: str | Path | None, what: str, how_else: str = "pass its path") -> Path:
+    """Pretrained weights named ``filename``: the user's ``path``, else the torch hub cache
+    (``torch.hub.get_dir()/checkpoints``). Never downloads: a missing file raises
+    MissingWeightsError saying which file, where it comes from and where it goes."""
+    if path is not None:
+        candidate = Path(path)
+        if not candidate.is_file():
+            raise MissingWeightsError(f"{what} weights ({filename}) not found at {candidate}")
+        return candidate
+    cache = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    if cache.is_file():
+        return cache
+    raise MissingWeightsError(
+        f"{what} needs torchvision's ImageNet weights {filename} "
+        f"(https://download.pytorch.org/models/{filename}); put it at {cache} or {how_else}"
+    )

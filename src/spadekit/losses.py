@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spadekit.errors import MissingWeightsError
 
 Predictions = list[list[torch.Tensor]]  # per discriminator scale, every feature; the last is the prediction
 
@@ -65,22 +64,14 @@ VGG_LAYER_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
 
 
 def find_vgg19_weights(path: str | Path | None = None) -> Path:
-    """The ImageNet VGG19 weights in torchvision's format: ``path`` or the torch cache.
+    """The ImageNet VGG19 weights in torchvision's format: ``path`` or the torch cache; never downloads."""
+    from spadekit.io import find_hub_weights
 
-    Raises MissingWeightsError naming the file and where it goes; never downloads.
-    """
-    if path is not None:
-        candidate = Path(path)
-        if not candidate.is_file():
-            raise MissingWeightsError(f"VGG19 weights not found at {candidate}")
-        return candidate
-    cache = Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILE
-    if cache.is_file():
-        return cache
-    raise MissingWeightsError(
-        f"the VGG19 perceptual loss needs torchvision's ImageNet weights {VGG19_FILE} "
-        f"(https://download.pytorch.org/models/{VGG19_FILE}); put it at {cache} or pass "
-        "--set loss.vgg_weights=PATH, or train without it with --no-vgg (loss.lambda_vgg=0)"
+    return find_hub_weights(
+        VGG19_FILE,
+        path,
+        "the VGG19 perceptual loss",
+        "pass --set loss.vgg_weights=PATH, or train without it with --no-vgg (loss.lambda_vgg=0)",
     )
 
 

@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -131,25 +132,36 @@ def read_config(directory: Path) -> Config:
         raise CheckpointError(f"{config_path}: {exc}") from None
 
 
-def load_state_into(network: nn.Module, state: dict[str, torch.Tensor], source: Path | str) -> None:
-    """``load_state_dict(strict=True)`` with a one-line error naming the file and the first mismatch."""
+def load_state_into(
+    network: nn.Module,
+    state: dict[str, torch.Tensor],
+    source: Path | str,
+    optional: Callable[[str], bool] | None = None,
+) -> None:
+    """Load ``state`` into ``network`` or raise a one-line CheckpointError naming the file and the
+    first mismatch (missing/unexpected keys, shapes).
+
+    ``optional(key)`` marks keys that may be absent on either side (e.g. batch-norm counters of
+    third-party checkpoints); without it every key must match (strict).
+    """
     expected = network.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
+    required = (lambda key: True) if optional is None else (lambda key: not optional(key))
+    missing = [k for k in expected if k not in state and required(k)]
+    unexpected = [k for k in state if k not in expected and required(k)]
     if missing or unexpected:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} missing key(s) (e.g. {missing[0]})")
+            parts.append(f"{len(missing)} missing key(s) (e.g. {', '.join(missing[:3])})")
         if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s) (e.g. {unexpected[0]})")
+            parts.append(f"{len(unexpected)} unexpected key(s) (e.g. {', '.join(unexpected[:3])})")
         raise CheckpointError(f"{source}: does not fit the model: {'; '.join(parts)}")
     for key, value in state.items():
-        if tuple(value.shape) != tuple(expected[key].shape):
+        if key in expected and tuple(value.shape) != tuple(expected[key].shape):
             raise CheckpointError(
                 f"{source}: does not fit the model: {key} has shape {tuple(value.shape)}, "
                 f"the model expects {tuple(expected[key].shape)}"
             )
-    network.load_state_dict(state, strict=True)
+    network.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=optional is None)
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:

@@ -80,19 +80,9 @@ def find_lpips_backbone(net: str = "alex", path: str | Path | None = None) -> Pa
     """torchvision's ImageNet weights for the LPIPS backbone: ``path`` or the torch hub cache."""
     if net not in BACKBONE_FILES:
         raise ValueError(f"LPIPS backbone must be one of {', '.join(BACKBONE_FILES)}, got {net!r}")
-    name = BACKBONE_FILES[net]
-    if path is not None:
-        candidate = Path(path)
-        if not candidate.is_file():
-            raise MissingWeightsError(f"LPIPS backbone weights ({name}) not found at {candidate}")
-        return candidate
-    cache = Path(torch.hub.get_dir()) / "checkpoints" / name
-    if cache.is_file():
-        return cache
-    raise MissingWeightsError(
-        f"LPIPS ({net}) needs torchvision's ImageNet weights {name} "
-        f"(https://download.pytorch.org/models/{name}); put it at {cache} or pass its path"
-    )
+    from spadekit.io import find_hub_weights
+
+    return find_hub_weights(BACKBONE_FILES[net], path, f"LPIPS ({net})")
 
 
 class LPIPSDistance(nn.Module):

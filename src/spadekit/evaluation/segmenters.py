@@ -29,6 +29,7 @@ from torch import nn
 from torchvision.models.resnet import Bottleneck
 
 from spadekit.errors import CheckpointError, ConfigError, MissingWeightsError
+from spadekit.release import load_state_into
 
 # ----------------------------------------------------------------------------- DeepLabV2 (COCO-Stuff)
 
@@ -548,23 +549,8 @@ def load_state_dict_checked(
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: not a state dict of tensors, so not a {what} checkpoint")
     state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-    own = module.state_dict()
-
-    def needed(key: str) -> bool:
-        return not key.endswith("num_batches_tracked") and key not in optional_keys
-
-    missing = [k for k in own if k not in state and needed(k)]
-    unexpected = [k for k in state if k not in own and needed(k)]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} keys (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
-        raise CheckpointError(f"{path}: not a {what} checkpoint: {'; '.join(parts)}")
-    for key, value in state.items():
-        if key in own and own[key].shape != value.shape:
-            raise CheckpointError(
-                f"{path}: {key} has shape {tuple(value.shape)}, {what} expects {tuple(own[key].shape)}"
-            )
-    module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    optional = set(optional_keys)
+    try:
+        load_state_into(module, state, path, optional=lambda key: key.endswith("num_batches_tracked") or key in optional)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc} (expected a {what} checkpoint)") from None
