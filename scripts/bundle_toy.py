@@ -78,7 +78,7 @@ def main() -> None:
         f"| wall time | {summary['hours']:.2f} h on a shared 2-core CPU (fp32, one thread) |",
         "| losses | hinge GAN + feature matching + KL (no VGG: its ImageNet weights are not bundled) |",
         "| storage | generator and encoder in float16 safetensors (loaded into float32); no discriminator |",
-        f"| last logged losses | " + ", ".join(f"{k} {v:.3f}" for k, v in summary["last"].items() if k.startswith(("G_", "D_", "KLD"))) + " |",
+        "| last logged losses | " + ", ".join(f"{k} {v:.3f}" for k, v in summary["last"].items() if k.startswith(("G_", "D_", "KLD"))) + " |",
     ]
     if evaluation:
         metrics = evaluation.get("metrics", evaluation)
