@@ -53,8 +53,22 @@ def test_demo_without_vae_has_no_style_or_sample_rows(tmp_path):
     assert (out / "scene0_result.png").is_file()
 
 
-@pytest.mark.skipif("toy" in bundled_models(), reason="the bundled toy model is installed")
+def test_demo_runs_on_the_bundled_toy_model(tmp_path):
+    # The README's first command: works right after install, no download, no --model.
+    assert "toy" in bundled_models()
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--scenes", "2", "--samples", "2"]) == 0
+    html = (out / "index.html").read_text()
+    assert "Style-guided" in html and "Multiple samples" in html
+    results = [np.asarray(Image.open(out / f"scene{i}_result.png")) for i in range(2)]
+    assert results[0].shape == (128, 128, 3) and results[0].std() > 10  # a picture, not a flat fill
+    assert not np.array_equal(results[0], results[1])
+
+
 def test_demo_without_the_bundled_model_says_what_to_do(tmp_path, capsys, monkeypatch):
+    import spadekit.release
+
+    monkeypatch.setattr(spadekit.release, "bundled_models", lambda: [])
     monkeypatch.chdir(tmp_path)
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 2
     assert "spadekit train --preset toy" in capsys.readouterr().err
