@@ -12,16 +12,6 @@ import argparse
 import sys
 from pathlib import Path
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def take_screenshot(
@@ -40,6 +30,7 @@ def take_screenshot(
     from spadekit.inference import Pipeline
     from spadekit.io import atomic_write
     from spadekit.studio import background_server, create_app
+    from spadekit.studio.server import CHROMIUM_ARGS
 
     pipeline = Pipeline.from_pretrained(model, device=device)
     app = create_app(pipeline, model_name=name or (Path(model).name if Path(model).exists() else model))

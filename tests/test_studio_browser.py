@@ -19,18 +19,9 @@ import spadekit.models
 import spadekit.release
 from spadekit.inference import Pipeline
 from spadekit.studio import background_server, create_app
+from spadekit.studio.server import CHROMIUM_ARGS
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 COLORS = [[110, 170, 240], [60, 170, 60], [30, 80, 200], [20, 100, 30]]
 
 pytestmark = pytest.mark.skipif(

@@ -13,6 +13,19 @@ from fastapi import FastAPI
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
+# Flags for driving Debian's Chromium headless (tests, screenshots) on a machine with no network
+# access: without the background-networking ones it keeps trying to reach Google's services.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
 
 def _config(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn.Config:
     # One process, one event loop: the single model instance and its worker thread live in it.
