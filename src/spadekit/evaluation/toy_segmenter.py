@@ -194,7 +194,7 @@ def find_toy_segmenter(path: str | Path | None = None) -> Path:
             return folder
         raise MissingWeightsError(
             f"{folder / WEIGHTS_FILE}: toy segmenter weights not found; train one with "
-            "`spadekit toy-segmenter --out DIR` and pass DIR"
+            "`spadekit toy segmenter --out DIR` and pass DIR"
         )
     bundled = bundled_toy_segmenter()
     if bundled is not None:
@@ -202,7 +202,7 @@ def find_toy_segmenter(path: str | Path | None = None) -> Path:
     where = Path(str(resources.files("spadekit"))) / "bundled" / BUNDLED_FOLDER / WEIGHTS_FILE
     raise MissingWeightsError(
         f"the toy protocol needs a toy segmenter ({WEIGHTS_FILE} + {CONFIG_FILE}); none is bundled at {where}: "
-        "train one with `spadekit toy-segmenter --out DIR` (a few minutes on a CPU) and pass --segmenter-weights DIR"
+        "train one with `spadekit toy segmenter --out DIR` (a few minutes on a CPU) and pass --segmenter-weights DIR"
     )
 
 
