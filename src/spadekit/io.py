@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import tempfile
@@ -86,3 +87,19 @@ def find_hub_weights(filename: str, path: str | Path | None, what: str, how_else
         f"{what} needs torchvision's ImageNet weights {filename} "
         f"(https://download.pytorch.org/models/{filename}); put it at {cache} or {how_else}"
     )
+
+
+def read_format_json(path: Path, format_name: str, format_version: int, what: str) -> dict:
+    """A JSON file tagged ``{"format": format_name, "format_version": N}``, checked with one-line
+    CheckpointErrors naming the file (missing, not JSON, another format, written by a newer spadekit)."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing (a {what} needs it)")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != format_name:
+        raise CheckpointError(f"{path}: not a {what} file (expected format {format_name!r})")
+    if int(data.get("format_version", 0)) > format_version:
+        raise CheckpointError(f"{path}: written by a newer spadekit (format {data['format_version']})")
+    return data

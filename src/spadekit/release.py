@@ -19,6 +19,7 @@ from torch import nn
 
 from spadekit.config import Config, config_from_dict
 from spadekit.errors import CheckpointError, ConfigError, SpadekitError
+from spadekit.io import read_format_json
 
 FORMAT_NAME = "spadekit-model"
 FORMAT_VERSION = 1
@@ -116,16 +117,9 @@ def resolve_model_path(path_or_name: str | Path) -> Path:
 
 def read_config(directory: Path) -> Config:
     config_path = directory / "config.json"
-    if not config_path.is_file():
-        raise CheckpointError(f"{config_path}: missing (a release model directory needs config.json)")
-    try:
-        meta = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{config_path}: not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME or "config" not in meta:
-        raise CheckpointError(f"{config_path}: not a spadekit model config (expected format {FORMAT_NAME!r})")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(f"{config_path}: written by a newer spadekit (format {meta['format_version']})")
+    meta = read_format_json(config_path, FORMAT_NAME, FORMAT_VERSION, "spadekit model")
+    if "config" not in meta:
+        raise CheckpointError(f"{config_path}: has no 'config' section")
     try:
         return config_from_dict(meta["config"])
     except ConfigError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+from spadekit.commands.synthesize import DTYPES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

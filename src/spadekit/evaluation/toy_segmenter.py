@@ -36,6 +36,7 @@ from torch import nn
 from spadekit.errors import CheckpointError, MissingWeightsError
 from spadekit.evaluation.segmentation import ConfusionMatrix
 from spadekit.evaluation.segmenters import Segmenter
+from spadekit.io import read_format_json
 
 FORMAT_NAME = "spadekit-toy-segmenter"
 FORMAT_VERSION = 1
@@ -239,16 +240,7 @@ def save_toy_segmenter(net: ToySegNet, directory: str | Path, class_names: Seque
 
 def read_toy_config(directory: Path) -> dict:
     path = directory / CONFIG_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing (a toy segmenter folder needs {CONFIG_FILE} beside {WEIGHTS_FILE})")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"{path}: not a toy segmenter config (expected format {FORMAT_NAME!r})")
-    if int(config.get("format_version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: written by a newer spadekit (format {config['format_version']})")
+    config = read_format_json(path, FORMAT_NAME, FORMAT_VERSION, f"toy segmenter ({CONFIG_FILE} beside {WEIGHTS_FILE})")
     for key in ("num_classes", "width", "depth", "size"):
         if not isinstance(config.get(key), int) or config[key] < 1:
             raise CheckpointError(f"{path}: {key!r} must be a positive integer")
