@@ -1,0 +1,1 @@
+"""Methods of the SPADE family: networks + objective + presets, registered by name."""
