@@ -65,7 +65,8 @@ def measure(args: argparse.Namespace) -> dict:
 
     from spadekit.config import load_config
     from spadekit.training.distributed import DistEnv, resolve_device
-    from spadekit.training.trainer import build_trainer, count_parameters, open_training_data
+    from spadekit.training.setup import build_trainer, open_training_data
+    from spadekit.training.trainer import count_parameters
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -127,9 +128,9 @@ def measure(args: argparse.Namespace) -> dict:
             "precision": config.train.precision,
             "channels_last": config.train.channels_last,
             "compile": config.train.compile,
-            "params_G": count_parameters(trainer.G),
-            "params_D": count_parameters(trainer.D),
-            "params_E": count_parameters(trainer.E),
+            "params_G": count_parameters(trainer.networks["generator"]),
+            "params_D": count_parameters(trainer.networks["discriminator"]),
+            "params_E": count_parameters(trainer.networks.get("encoder")),
             "warmup": args.warmup,
             "iterations": args.iterations,
             "seconds_per_iteration": statistics.median(times),

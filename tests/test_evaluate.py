@@ -119,8 +119,8 @@ def test_generated_samples_do_not_depend_on_batching():
     generator = build_networks(config.model)[0].eval()
     semantics = torch.zeros(4, config.model.semantic_nc, 64, 64)
     semantics[:, 5] = 1.0
-    whole = generate(generator, semantics, True, config.model.z_dim, first_index=0, num_samples=2, seed=3)
-    part = generate(generator, semantics[2:], True, config.model.z_dim, first_index=2, num_samples=2, seed=3)
+    whole = generate(generator, semantics, config.model.z_dim, first_index=0, num_samples=2, seed=3)
+    part = generate(generator, semantics[2:], config.model.z_dim, first_index=2, num_samples=2, seed=3)
     assert whole.shape == (4, 2, 3, 64, 64)
     assert torch.allclose(whole[2:], part, atol=1e-6)
     assert not torch.allclose(whole[:, 0], whole[:, 1])  # samples of one map differ

@@ -7,11 +7,13 @@ import math
 import pytest
 import torch
 
-from spadekit.config import LossConfig, ModelConfig
+from spadekit.config import Config, LossConfig, ModelConfig
 from spadekit.errors import MissingWeightsError
 from spadekit.losses import VGG19Features, VGGLoss, feature_matching_loss, find_vgg19_weights, gan_loss, kl_loss
 from spadekit.models import build_networks
-from spadekit.objective import SpadeObjective, decayed_lr, optimizer_settings, prepare_batch
+from spadekit.methods import layout_batch
+from spadekit.objective import SpadeObjective
+from spadekit.training.optim import decayed_lr, optimizer_settings
 
 
 def preds(*values: float) -> list[list[torch.Tensor]]:
@@ -99,7 +101,7 @@ def test_objective_steps_produce_finite_losses_and_gradients(use_vae):
         "instance": torch.randint(0, 3, (2, 1, 64, 64)),
         "image": torch.rand(2, 3, 64, 64) * 2 - 1,
     }
-    prepared = prepare_batch(batch, cfg, "cpu")
+    prepared = layout_batch(batch, Config(model=cfg), "cpu")
     assert prepared.semantics.shape == (2, 5, 64, 64)  # 4 classes + instance edges
     total, terms, fake = objective.generator_losses(prepared)
     assert set(terms) == ({"G_GAN", "G_feat", "KLD"} if use_vae else {"G_GAN", "G_feat"})

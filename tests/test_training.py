@@ -13,10 +13,10 @@ from torch.utils.data import default_collate
 from spadekit.config import Config, load_config
 from spadekit.data import open_dataset
 from spadekit.models import build_networks
-from spadekit.objective import prepare_batch
+from spadekit.methods import layout_batch
 from spadekit.release import load_model
 from spadekit.training.checkpoint import load_checkpoint
-from spadekit.training.trainer import build_trainer
+from spadekit.training.setup import build_trainer
 
 # 32x32 keeps these CPU runs short; the generator still has every block (a 1x1 latent map).
 TINY = [
@@ -35,7 +35,7 @@ TINY = [
 def fixed_l1(config: Config, generator_state: dict, items: list[dict]) -> float:
     """Mean |G(semantics) - real| over ``items``, with a fresh generator holding ``generator_state``
     in train mode (batch statistics of this fixed batch), so the measurement never touches the run."""
-    batch = prepare_batch(default_collate(items), config.model, "cpu")
+    batch = layout_batch(default_collate(items), config, "cpu")
     generator, _, _ = build_networks(config.model, init=False)
     generator.load_state_dict(generator_state)
     with torch.no_grad():

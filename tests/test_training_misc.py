@@ -20,7 +20,7 @@ from spadekit.models import build_networks
 from spadekit.release import SpadeModel, load_model
 from spadekit.training import checkpoint as ckpt
 from spadekit.training.sampling import EpochSampler, SeededSamples, epoch_layout
-from spadekit.training.trainer import build_trainer, networks_for
+from spadekit.training.setup import build_trainer, networks_for
 
 TINY = [
     "model.ngf=8",
@@ -160,7 +160,7 @@ class _PoisonAfter(torch.utils.data.Dataset):
 
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path: Path, capsys, monkeypatch) -> None:
-    import spadekit.training.trainer as trainer_module
+    import spadekit.training.setup as trainer_module
 
     real_open = trainer_module.open_training_data
 
@@ -198,7 +198,7 @@ def test_dry_run_prints_config_and_parameter_counts_and_writes_nothing(tmp_path:
     out = tmp_path / "run"
     assert main(["train", "--preset", "coco", "--out", str(out), "--dry-run", "--no-vgg"]) == 0
     text = capsys.readouterr().out
-    assert '"label_nc": 182' in text and "G 97.48M" in text and "global batch 32" in text
+    assert '"label_nc": 182' in text and "generator 97.48M" in text and "global batch 32" in text
     assert not out.exists()
 
 
@@ -221,7 +221,7 @@ def test_init_from_release_model_takes_its_generator_and_architecture(tmp_path: 
     assert tuned.config.model.ngf == 4
     for key, value in generator.state_dict().items():
         assert torch.equal(tuned.generator.state_dict()[key], value), key
-    _, fresh_D, _ = networks_for(tuned.config)
+    fresh_D = networks_for(tuned.config)["discriminator"]
     for key, value in fresh_D.state_dict().items():
         assert torch.equal(tuned.discriminator.state_dict()[key], value), f"D should start fresh: {key}"
 

@@ -106,20 +106,21 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> float | None:
 
 def bench_inputs(model: SpadeModel, batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """A realistic batch at the model size: toy-scene layouts with their ids spread over the model's
-    classes, their instance maps, and z for VAE models. Returns (index, edges, z)."""
+    classes, their instance maps, and z for generators with a latent. Returns (index, edges, z)."""
     from spadekit.data.labels import instance_edges
     from spadekit.data.toy import render_scene
 
     m = model.config.model
     classes = m.label_nc + int(m.contain_dontcare)
-    width, height = m.output_size
+    width, height = model.output_size
     index, edges = [], []
     for i in range(batch):
         scene = render_scene(seed + i, (width, height))
         # 37 is prime to any preset's class count: the 12 toy classes land on distinct ids.
         index.append(torch.from_numpy((scene.label.astype(np.int64) * 37 + i) % classes))
         edges.append(instance_edges(torch.from_numpy(scene.instance.astype(np.int64))[None, None])[0])
-    z = torch.randn(batch, m.z_dim, generator=torch.Generator().manual_seed(seed)) if m.use_vae else None
+    z_dim = getattr(model.generator, "latent_dim", None)
+    z = torch.randn(batch, z_dim, generator=torch.Generator().manual_seed(seed)) if z_dim is not None else None
     return torch.stack(index), (torch.stack(edges) if m.use_instance else None), z
 
 
@@ -134,10 +135,10 @@ def random_model(preset: str, overrides: list[str] | None = None, calibration_ba
     """
     from spadekit.config import load_config
     from spadekit.inference import one_hot
-    from spadekit.models import build_generator
+    from spadekit.methods import build_networks
 
     config = load_config(preset, overrides)
-    generator = build_generator(config.model, init=False)
+    generator = build_networks(config, init=False)["generator"]
     model = SpadeModel(config=config, generator=generator)
     m = config.model
     index, edges, z = bench_inputs(model, calibration_batch, seed=1000)
@@ -185,11 +186,13 @@ def run_bench(
         "dtype": str(dtype).replace("torch.", ""),
         "compile": compile,
         "preset": model.config.preset,
-        "size": list(m.output_size),
+        "method": model.config.method,
+        "size": list(model.output_size),
         "label_nc": m.label_nc,
         "semantic_nc": m.semantic_nc,
         "ngf": m.ngf,
         "use_vae": m.use_vae,
+        "latent_dim": getattr(model.generator, "latent_dim", None),
         "batch": batch,
         "iters": iters,
         "generator_parameters": sum(p.numel() for p in model.generator.parameters()),

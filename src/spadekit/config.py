@@ -39,7 +39,11 @@ class ModelConfig:
     """What the networks look like. Every width scales with ``ngf`` / ``ndf``."""
 
     generator: str = "spade"
-    """Generator architecture by registry name (``spadekit list`` shows them): ``spade`` or ``pix2pixhd``."""
+    """Generator architecture by registry name (``spadekit list`` shows them), e.g. ``spade`` or ``pix2pixhd``."""
+    discriminator: str = "multiscale"
+    """Discriminator architecture by registry name."""
+    encoder: str = "conv"
+    """Style-encoder architecture by registry name (built when ``use_vae`` is on)."""
     label_nc: int = 13
     """Number of semantic classes (ids ``0 .. label_nc-1``), not counting don't-care."""
     contain_dontcare: bool = False
@@ -204,6 +208,16 @@ class TrainConfig:
     """Adam beta1; default follows ``ttur``."""
     beta2: float | None = None
     """Adam beta2; default follows ``ttur``."""
+    lr_G: float | None = None
+    """Generator learning rate; overrides the one derived from ``lr`` and ``ttur``."""
+    lr_D: float | None = None
+    """Discriminator learning rate; overrides the one derived from ``lr`` and ``ttur``."""
+    regenerate_fakes: bool = False
+    """The official iteration order: the G update first, then the D step on fakes generated anew by
+    the updated G. Default (false): the D step reuses the G step's fakes, one generator forward less."""
+    ema_refresh_batches: int = 0
+    """Before the EMA generator is released, run it in train mode (no gradients) over this many
+    training batches to refresh its batch-norm statistics (OASIS does this with 51); 0: never."""
     seed: int = 0
     """Random seed (weights, data order, noise)."""
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
@@ -230,20 +244,67 @@ class TrainConfig:
         _check(self.grad_accum >= 1, "train.grad_accum must be >= 1")
         _check(0.0 <= self.ema_decay < 1.0, "train.ema_decay must be in [0, 1)")
         _check(self.precision in ("fp32", "bf16", "fp16"), "train.precision must be fp32, bf16 or fp16")
+        _check(self.ema_refresh_batches >= 0, "train.ema_refresh_batches must be >= 0")
+        for name in ("lr_G", "lr_D"):
+            value = getattr(self, name)
+            _check(value is None or value >= 0, f"train.{name} must be >= 0")
+
+
+# Method-specific option sections (``oasis:``, ``asapnet:`` ...), registered by the methods
+# themselves: a method adds its section without touching this file.
+_SECTIONS: dict[str, type] = {}
+
+
+def register_section(name: str, options: type) -> type:
+    """Make the dataclass ``options`` the config section ``name`` (a top-level YAML key and
+    ``--set name.field=value``). Returns ``options`` so it can be used as a decorator argument."""
+    if name in {f.name for f in dataclasses.fields(Config)}:
+        raise ValueError(f"config section {name!r} clashes with a built-in section")
+    if not dataclasses.is_dataclass(options):
+        raise TypeError("a config section must be a dataclass")
+    _SECTIONS[name] = options
+    return options
+
+
+def registered_sections() -> dict[str, type]:
+    _load_methods()
+    return dict(_SECTIONS)
+
+
+def _load_methods() -> None:
+    # The methods register their sections on import; configs may be read before anything imported them.
+    import spadekit.methods  # noqa: F401
 
 
 @dataclass
 class Config:
-    """Everything a run needs. ``preset`` names the YAML file it started from."""
+    """Everything a run needs. ``preset`` names the YAML file it started from; ``method`` names the
+    registered method (networks + objective + presets, ``spadekit list``) that the run uses."""
 
     preset: str = "custom"
+    method: str = "spade"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    sections: dict[str, Any] = field(default_factory=dict)
+    """Method-specific sections by name (see :func:`register_section`); a missing one takes its defaults."""
+
+    def section(self, name: str) -> Any:
+        """The options dataclass of section ``name`` (its defaults when the config has none)."""
+        if name not in self.sections:
+            sections = registered_sections()
+            if name not in sections:
+                raise ConfigError(f"no config section {name!r} is registered")
+            self.sections[name] = sections[name]()
+        return self.sections[name]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = {f.name: dataclasses.asdict(getattr(self, f.name)) if dataclasses.is_dataclass(getattr(self, f.name))
+                  else getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "sections"}
+        for name, options in sorted(self.sections.items()):
+            values[name] = dataclasses.asdict(options)
+        return values
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -321,6 +382,24 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
 def _from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
     hints = get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    if cls is Config:
+        values = dict(values)
+        if "sections" in values:
+            raise ConfigError("unknown option(s) sections")
+        sections = registered_sections()
+        chosen = {}
+        for key in [k for k in values if k in sections]:
+            chosen[key] = _coerce(values.pop(key) or {}, sections[key], key)
+        config = _from_dict_plain(cls, values, where, hints, names)
+        config.sections.update(chosen)
+        from spadekit.methods import check_config
+
+        check_config(config)
+        return config
+    return _from_dict_plain(cls, values, where, hints, names)
+
+
+def _from_dict_plain(cls: type, values: dict[str, Any], where: str, hints: dict[str, Any], names: set[str]) -> Any:
     unknown = sorted(set(values) - names)
     if unknown:
         raise ConfigError(f"unknown option(s) {', '.join(f'{where}.{u}'.lstrip('.') for u in unknown)}")

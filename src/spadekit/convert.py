@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from spadekit.config import load_config
+from spadekit.conversion import CheckpointFormat, register_format
 from spadekit.errors import CheckpointError, ConfigError
 from spadekit.io import atomic_torch_save, safe_torch_load
 from spadekit.release import SpadeModel, load_state_into
@@ -146,8 +147,11 @@ def convert_official(
 
 def export_official(model: SpadeModel, directory: str | Path) -> list[Path]:
     """Write ``latest_net_{G,D,E}.pth`` state dicts that the official code loads."""
-    if model.config.model.generator != "spade":
-        raise ConfigError(f"only SPADE generators have an official format (this one is {model.config.model.generator!r})")
+    if model.config.method != "spade" or model.config.model.generator != "spade":
+        raise ConfigError(
+            f"only SPADE generators have the official SPADE format (this model is {model.config.method}/"
+            f"{model.config.model.generator}; `spadekit convert --help` lists each method's format)"
+        )
     directory = Path(directory)
     written = []
     for name, network in model.networks().items():
@@ -157,3 +161,16 @@ def export_official(model: SpadeModel, directory: str | Path) -> list[Path]:
         atomic_torch_save(state, target)
         written.append(target)
     return written
+
+
+register_format(
+    CheckpointFormat(
+        name="official",
+        method="spade",
+        description="NVlabs/SPADE checkpoints (NVIDIA's pretrained models and the official training code)",
+        files="latest_net_G.pth (+ latest_net_D.pth, latest_net_E.pth)",
+        read=lambda directory, preset, overrides: convert_official(directory, preset or "custom", overrides=overrides),
+        detect=lambda directory: (Path(directory) / OFFICIAL_FILES["generator"]).is_file(),
+        write=export_official,
+    )
+)

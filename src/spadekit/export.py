@@ -7,8 +7,9 @@ weights (so it has no hooks and no power iteration). Its inputs:
     (N, S, H, W) float32 one-hot semantics: channel ``c`` is 1 where the label id is ``c``
     (``S = label_nc`` (+1 don't-care channel, index ``label_nc``) (+1 instance-edge map, last,
     a 0/1 float map where an instance id differs from a 4-neighbour)); H, W = the export size.
-``z`` (VAE models only)
-    (N, z_dim) float32 latent; ``z ~ N(0, I)`` samples a style, the style encoder's ``mu`` fixes one.
+``z`` (generators with a latent only: SPADE's VAE, OASIS's noise)
+    (N, latent_dim) float32 latent; ``z ~ N(0, I)`` samples a style or a noise, the style
+    encoder's ``mu`` fixes one. The same seed gives the same ``z`` as :class:`~spadekit.Pipeline`.
 
 Output ``image``: (N, 3, H, W) float32 in [-1, 1]. The batch size N is dynamic.
 The model's description (classes, colours, channel layout) travels inside the file: ONNX
@@ -34,10 +35,9 @@ FORMATS = ("onnx", "torchscript")
 class ExportGenerator(nn.Module):
     """The generator in export form: positional inputs, spectral norm folded."""
 
-    def __init__(self, generator: nn.Module, use_vae: bool):
+    def __init__(self, generator: nn.Module):
         super().__init__()
         self.generator = fold_spectral_norm(copy.deepcopy(generator)).eval()
-        self.use_vae = use_vae
 
     def forward(self, semantics: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         return self.generator(semantics, z)
@@ -63,14 +63,20 @@ def fold_spectral_norm(network: nn.Module) -> nn.Module:
     return network
 
 
+def latent_dim(model: SpadeModel) -> int | None:
+    return getattr(model.generator, "latent_dim", None)
+
+
 def describe(model: SpadeModel, size: tuple[int, int]) -> dict:
     """What a deployed file needs to know: input layout, classes and colours."""
     m = model.config.model
+    z_dim = latent_dim(model)
     return {
         "format": "spadekit-export",
+        "method": model.config.method,
         "inputs": {
             "semantics": ["N", m.semantic_nc, size[1], size[0]],
-            **({"z": ["N", m.z_dim]} if m.use_vae else {}),
+            **({"z": ["N", z_dim]} if z_dim is not None else {}),
         },
         "output": {"image": ["N", 3, size[1], size[0]], "range": [-1, 1]},
         "label_nc": m.label_nc,
@@ -82,7 +88,7 @@ def describe(model: SpadeModel, size: tuple[int, int]) -> dict:
 
 
 def example_inputs(model: SpadeModel, size: tuple[int, int], batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """A random valid input (one-hot semantics, z for VAE models) at ``size``."""
+    """A random valid input (one-hot semantics, and ``z`` for generators with a latent) at ``size``."""
     m = model.config.model
     gen = torch.Generator().manual_seed(seed)
     classes = m.label_nc + int(m.contain_dontcare)
@@ -90,8 +96,9 @@ def example_inputs(model: SpadeModel, size: tuple[int, int], batch: int = 1, see
     semantics = torch.zeros(batch, classes, size[1], size[0]).scatter_(1, index, 1.0)
     if m.use_instance:
         semantics = torch.cat([semantics, (torch.rand(batch, 1, size[1], size[0], generator=gen) < 0.1).float()], 1)
-    if m.use_vae:
-        return semantics, torch.randn(batch, m.z_dim, generator=gen)
+    z_dim = latent_dim(model)
+    if z_dim is not None:
+        return semantics, torch.randn(batch, z_dim, generator=gen)
     return (semantics,)
 
 
@@ -106,9 +113,9 @@ def export_model(model: SpadeModel, fmt: str, out: str | Path, size: tuple[int, 
 
     if fmt not in FORMATS:
         raise ConfigError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
-    size = tuple(size) if size is not None else tuple(model.config.model.output_size)
+    size = tuple(size) if size is not None else tuple(model.output_size)
     model = model_at_size(model, size)
-    wrapper = ExportGenerator(model.generator.float().cpu(), model.config.model.use_vae).eval()
+    wrapper = ExportGenerator(model.generator.float().cpu()).eval()
     inputs = example_inputs(model, size)
     meta = json.dumps(describe(model, size))
     out = Path(out)
@@ -153,7 +160,7 @@ def check_export(model: SpadeModel, fmt: str, path: str | Path, size: tuple[int,
     """Max abs difference between the exported file's output and PyTorch's on a random input (batch 2)."""
     from spadekit.inference import model_at_size
 
-    size = tuple(size) if size is not None else tuple(model.config.model.output_size)
+    size = tuple(size) if size is not None else tuple(model.output_size)
     model = model_at_size(model, size)
     inputs = example_inputs(model, size, batch=2, seed=1)
     with torch.no_grad():

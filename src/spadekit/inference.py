@@ -173,13 +173,13 @@ def _resize_ids(ids: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 class Pipeline:
-    """A loaded SPADE model ready to turn label maps into images.
+    """A loaded model (any layout→image method) ready to turn label maps into images.
 
     Args:
         model: a loaded :class:`SpadeModel` (see :meth:`from_pretrained` to load by path or name).
         device: where the networks run.
         dtype: their dtype (``torch.bfloat16`` / ``torch.float16`` are for GPUs).
-        fast: use the optimised generator (:mod:`spadekit.fast`): same images, less work.
+        fast: use the method's optimised generator when it has one (same images, less work).
         channels_last: channels-last activations in the fast generator (default: on).
         compile: wrap the generator in ``torch.compile``.
         batch_size: most images per generator call (bounds the memory of large requests).
@@ -199,19 +199,19 @@ class Pipeline:
         self.device = torch.device(device)
         self.dtype = dtype
         self.batch_size = max(1, int(batch_size))
-        self.fast = False
         m = model.config.model
         self._num_classes = m.label_nc + int(m.contain_dontcare)
-        from spadekit.models.generator import SPADEGenerator
-
-        generator: torch.nn.Module = model.generator
-        if fast and isinstance(generator, SPADEGenerator):
-            from spadekit.fast import FastSPADEGenerator
-
-            generator = FastSPADEGenerator.from_generator(
-                generator, num_classes=self._num_classes, has_edge=m.use_instance, channels_last=channels_last
-            )
-            self.fast = True
+        method = model.method
+        self.latent_dim: int | None = getattr(model.generator, "latent_dim", None)
+        """Size of the latent each sample draws from its seed (None: a deterministic generator)."""
+        self.spatial_latent = bool(getattr(model.generator, "spatial_latent", False)) and self.latent_dim is not None
+        """Whether the latent may differ per pixel (per-region resampling)."""
+        generator: torch.nn.Module | None = None
+        if fast and method.fast_generator is not None:
+            generator = method.fast_generator(model.generator, model.config, channels_last)
+        self.fast = generator is not None
+        if generator is None:
+            generator = OneHotInput(model.generator, self._num_classes)
         self.generator = generator.to(device=self.device, dtype=dtype).eval()
         self.encoder = model.encoder.to(device=self.device, dtype=dtype).eval() if model.encoder is not None else None
         self._forward = torch.compile(self.generator) if compile else self.generator
@@ -259,7 +259,7 @@ class Pipeline:
     @property
     def size(self) -> tuple[int, int]:
         """(width, height) of generated images."""
-        return self.config.model.output_size
+        return self.model.output_size
 
     @property
     def has_encoder(self) -> bool:
@@ -267,8 +267,8 @@ class Pipeline:
 
     @property
     def uses_latent(self) -> bool:
-        """Whether the generator starts from a latent ``z`` (VAE models): seeds and samples then differ."""
-        return bool(self.config.model.use_vae)
+        """Whether the generator draws a latent (a VAE's ``z``, OASIS's noise): seeds and samples then differ."""
+        return self.latent_dim is not None
 
     def _build_palette(self) -> Palette:
         m = self.config.model
@@ -385,22 +385,20 @@ class Pipeline:
         seed: int | None,
         style: ImageLike | Sequence[ImageLike] | None = None,
     ) -> torch.Tensor | None:
-        """The (count·num_samples, z_dim) latents of a call (map-major), or None for non-VAE models."""
-        m = self.config.model
+        """The (count·num_samples, latent_dim) latents of a call (map-major), or None for
+        deterministic generators."""
         if style is not None and self.encoder is None:
             styles = _as_list(style)
             raise DataError(
                 f"{_source(styles[0], 'style', 0, 1)}: this model has no style encoder (trained without a VAE "
                 "or released without encoder.safetensors), so it cannot take a style image"
             )
-        if not m.use_vae:
+        if self.latent_dim is None:
             return None
         if seed is None:
             seed = random.randrange(2**31)
         # eps of sample k comes from seed + k: the same seed gives the same z whatever the batch.
-        eps = torch.stack(
-            [torch.randn(m.z_dim, generator=torch.Generator().manual_seed(int(seed) + k)) for k in range(num_samples)]
-        )
+        eps = torch.stack([seeded_latent(self.latent_dim, int(seed) + k) for k in range(num_samples)])
         eps = eps.repeat(count, 1)
         if style is None:
             return eps
@@ -416,6 +414,34 @@ class Pipeline:
         logvar = logvar.repeat_interleave(num_samples, 0)
         return mu + eps * torch.exp(0.5 * logvar)
 
+    def region_latents(
+        self,
+        z: torch.Tensor | None,
+        region: ImageLike | Sequence[ImageLike],
+        count: int,
+        num_samples: int,
+        region_seed: int | None,
+    ) -> torch.Tensor:
+        """Latent maps (count·num_samples, latent_dim, H, W): ``z`` everywhere, and inside ``region``
+        the latent of ``region_seed + k`` (a fresh random seed when None)."""
+        if not self.spatial_latent or z is None:
+            raise DataError("region: this model's latent is one vector per image, so it cannot resample one region")
+        regions = _as_list(region)
+        if len(regions) not in (1, count):
+            raise DataError(f"region: {len(regions)} masks for {count} label maps (give one, or one per map)")
+        masks = []
+        for i, item in enumerate(regions):
+            ids = image_to_ids(item, None, _source(item, "region", i, len(regions)), "region mask")
+            masks.append(_resize_ids(ids, self.size) != 0)
+        mask = torch.stack(masks)
+        if len(regions) == 1:
+            mask = mask.expand(count, -1, -1)
+        if region_seed is None:
+            region_seed = random.randrange(2**31)
+        inner = torch.stack([seeded_latent(self.latent_dim, int(region_seed) + k) for k in range(num_samples)]).repeat(count, 1)
+        mask = mask.repeat_interleave(num_samples, 0)[:, None].to(z.dtype)
+        return z[:, :, None, None] * (1 - mask) + inner[:, :, None, None] * mask
+
     # ------------------------------------------------------------------ running
 
     @torch.inference_mode()
@@ -426,11 +452,7 @@ class Pipeline:
             sl = slice(start, start + self.batch_size)
             zc = z[sl].to(self.device, self.dtype) if z is not None else None
             ec = edges[sl] if edges is not None else None
-            if self.fast:
-                out = self._forward(index[sl], ec, zc)
-            else:
-                out = self._forward(one_hot(index[sl], self._num_classes, ec, self.dtype), zc)
-            outputs.append(out.float().contiguous())
+            outputs.append(self._forward(index[sl], ec, zc).float().contiguous())
         return torch.cat(outputs)
 
     def __call__(
@@ -441,6 +463,8 @@ class Pipeline:
         seed: int | None = None,
         num_samples: int = 1,
         output: str = "pil",
+        region: ImageLike | Sequence[ImageLike] | None = None,
+        region_seed: int | None = None,
     ) -> list[Image.Image] | torch.Tensor:
         """Synthesize images.
 
@@ -453,6 +477,10 @@ class Pipeline:
             num_samples: images per label map.
             output: ``"pil"`` (list of images) or ``"tensor"`` ((N·K, 3, H, W) float32 in [-1, 1] on
                 the pipeline's device).
+            region, region_seed: per-region resampling (models whose latent may differ per pixel,
+                :attr:`spatial_latent`): inside ``region`` (a mask, any size, non-zero = inside; one,
+                or one per label map) the latent of sample ``k`` comes from ``region_seed + k``,
+                elsewhere from ``seed + k``. The rest of the image changes little.
         Returns:
             Images ordered map by map, ``num_samples`` consecutive images per map.
         """
@@ -461,12 +489,34 @@ class Pipeline:
         if num_samples < 1:
             raise ValueError("num_samples must be >= 1")
         index, edges = self.prepare(labels, instances)
+        if seed is None:
+            seed = random.randrange(2**31)
         z = self.latents(index.shape[0], num_samples, seed, style)
+        if region is not None:
+            z = self.region_latents(z, region, index.shape[0], num_samples, region_seed)
         if num_samples > 1:
             index = index.repeat_interleave(num_samples, 0)
             edges = edges.repeat_interleave(num_samples, 0) if edges is not None else None
         images = self.generate(index, edges, z)
         return images if output == "tensor" else to_pil(images)
+
+
+def seeded_latent(size: int, seed: int) -> torch.Tensor:
+    """The standard-normal latent vector of ``seed`` (float32, CPU): one rule for every method."""
+    return torch.randn(size, generator=torch.Generator().manual_seed(int(seed)))
+
+
+class OneHotInput(torch.nn.Module):
+    """A plain generator behind the fast-path interface ``(index, edges, z)``: builds the one-hot input."""
+
+    def __init__(self, generator: torch.nn.Module, num_classes: int):
+        super().__init__()
+        self.inner = generator
+        self.num_classes = num_classes
+
+    def forward(self, index: torch.Tensor, edges: torch.Tensor | None, z: torch.Tensor | None) -> torch.Tensor:
+        dtype = next(self.inner.parameters()).dtype
+        return self.inner(one_hot(index, self.num_classes, edges, dtype), z)
 
 
 def one_hot(index: torch.Tensor, num_classes: int, edges: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
@@ -510,34 +560,41 @@ def parse_size(text: str) -> tuple[int, int]:
 def model_at_size(model: SpadeModel, size: tuple[int, int]) -> SpadeModel:
     """The same weights rebuilt for another output size (width, height).
 
-    A SPADE generator without VAE is fully convolutional, so it runs at any size whose sides are
-    multiples of ``2**u`` (32 for ``normal`` upsampling): the semantics still modulate every layer,
-    though a model sees its training scale best. A VAE generator's ``fc`` fixes its latent size.
+    Fully convolutional generators (SPADE without VAE, OASIS, ...) run at any size their
+    upsampling allows (sides multiples of 32 for five ×2 steps): the semantics still modulate every
+    layer, though a model sees its training scale best. A generator whose weights fix the size (a
+    VAE's ``fc``) is refused with the reason.
     """
     import dataclasses
 
-    from spadekit.config import UPSAMPLING_LAYERS
-    from spadekit.errors import ConfigError
-    from spadekit.models import build_generator
+    from spadekit.errors import CheckpointError, ConfigError
+    from spadekit.release import load_state_into
 
-    m = model.config.model
+    current = tuple(model.output_size)
     size = (int(size[0]), int(size[1]))
-    if size == tuple(m.output_size):
+    if size == current:
         return model
-    if m.use_vae:
+    m = model.config.model
+    try:
+        new_model = dataclasses.replace(m, width=size[0], aspect_ratio=size[0] / size[1])
+        config = dataclasses.replace(model.config, model=new_model)
+        reached = model.method.size_of(config)
+    except ConfigError as exc:
+        raise ConfigError(f"size {size[0]}x{size[1]}: {exc}") from None
+    if tuple(reached) != size:
+        step = max(1, current[0] // max(1, m.latent_size[0]))
         raise ConfigError(
-            f"size {size[0]}x{size[1]}: this model is a VAE generator fixed at {m.output_size[0]}x{m.output_size[1]} "
-            "(its fc layer sets the latent size)"
+            f"size {size[0]}x{size[1]} cannot be reached by this generator (both sides must be multiples of {step}; "
+            f"the nearest is {reached[0]}x{reached[1]})"
         )
-    step = 2 ** UPSAMPLING_LAYERS[m.upsampling]
-    if size[0] % step or size[1] % step:
-        raise ConfigError(f"size {size[0]}x{size[1]}: both sides must be multiples of {step} for upsampling={m.upsampling!r}")
-    new_model = dataclasses.replace(m, width=size[0], aspect_ratio=size[0] / size[1])
-    if tuple(new_model.output_size) != size:
-        raise ConfigError(f"size {size[0]}x{size[1]} cannot be reached (the latent would give {new_model.output_size})")
-    config = dataclasses.replace(model.config, model=new_model)
-    generator = build_generator(new_model, init=False)
+    generator = model.method.build_networks(config, False)["generator"]
+    try:
+        load_state_into(generator, model.generator.state_dict(), "generator")
+    except CheckpointError:
+        raise ConfigError(
+            f"size {size[0]}x{size[1]}: this generator's weights fix its size at {current[0]}x{current[1]}"
+            + (" (a VAE generator's fc layer sets the latent size)" if m.use_vae else "")
+        ) from None
     reference = next(iter(model.generator.state_dict().values()))
-    generator.load_state_dict(model.generator.state_dict())
     generator.to(device=reference.device, dtype=reference.dtype).eval()
-    return SpadeModel(config=config, generator=generator, discriminator=None, encoder=model.encoder)
+    return SpadeModel(config=config, generator=generator, discriminator=None, encoder=model.encoder, info=model.info)

@@ -1,37 +1,20 @@
-"""The conditional-GAN objective: G and D losses from a batch. No optimisers, no I/O.
+"""SPADE's objective: G and D losses from a batch. No optimisers, no I/O.
 
 The trainer calls :meth:`SpadeObjective.generator_losses` then
 :meth:`SpadeObjective.discriminator_losses` with the fake images of the first call (detached), so
-the generator runs once per iteration; the paper's code runs it a second time for the D step.
+the generator runs once per iteration; the paper's code runs it a second time for the D step
+(``train.regenerate_fakes`` does that: the D step then gets no fakes and makes its own).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from spadekit.config import LossConfig, ModelConfig
-from spadekit.data.labels import to_semantics
+from spadekit.config import LossConfig
 from spadekit.losses import VGGLoss, feature_matching_loss, gan_loss, kl_loss
+from spadekit.methods.base import Batch
 from spadekit.models.encoder import reparameterize
-
-
-@dataclass
-class Batch:
-    """Model-ready tensors: one-hot semantics (N, S, H, W) and real images (N, 3, H, W) in [-1, 1]."""
-
-    semantics: torch.Tensor
-    image: torch.Tensor
-
-
-def prepare_batch(batch: dict, model: ModelConfig, device: torch.device | str, non_blocking: bool = False) -> Batch:
-    """Dataset items (collated) → one-hot semantics built on ``device``, images moved there."""
-    label = batch["label"].to(device, non_blocking=non_blocking)
-    instance = batch["instance"].to(device, non_blocking=non_blocking) if model.use_instance else None
-    semantics = to_semantics(label, model.label_nc, model.contain_dontcare, instance)
-    return Batch(semantics=semantics, image=batch["image"].to(device, non_blocking=non_blocking))
 
 
 class SpadeObjective(nn.Module):
@@ -91,8 +74,12 @@ class SpadeObjective(nn.Module):
         total = torch.stack([t.float() for t in terms.values()]).sum()
         return total, terms, fake
 
-    def discriminator_losses(self, batch: Batch, fake: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """(total, named terms) for the discriminator update; ``fake`` is detached here."""
+    def discriminator_losses(self, batch: Batch, fake: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(total, named terms) for the discriminator update; ``fake`` is detached here (None: generate
+        new fakes without gradients, as the official D step does after the G update)."""
+        if fake is None:
+            with torch.no_grad():
+                fake = self.generate(batch)[0]
         fake_out, real_out = self.discriminate(batch, fake.detach())
         terms = {
             "D_fake": gan_loss(fake_out, self.losses.gan_mode, False, for_discriminator=True),
@@ -100,21 +87,13 @@ class SpadeObjective(nn.Module):
         }
         return terms["D_fake"] + terms["D_real"], terms
 
-
-def optimizer_settings(lr: float, ttur: bool, beta1: float | None = None, beta2: float | None = None) -> dict[str, tuple]:
-    """Adam settings of the paper: TTUR gives G lr/2 and D lr*2 with betas (0, 0.9); without it
-    both use lr with betas (0.5, 0.999). Explicit betas override."""
-    if ttur:
-        g_lr, d_lr, betas = lr / 2, lr * 2, (0.0, 0.9)
-    else:
-        g_lr, d_lr, betas = lr, lr, (0.5, 0.999)
-    betas = (betas[0] if beta1 is None else beta1, betas[1] if beta2 is None else beta2)
-    return {"generator": (g_lr, betas), "discriminator": (d_lr, betas)}
-
-
-def decayed_lr(base_lr: float, epoch: int, epochs: int, epochs_decay: int) -> float:
-    """Constant for ``epochs`` epochs, then linear decay to 0 over ``epochs_decay`` epochs."""
-    if epochs_decay <= 0 or epoch < epochs:
-        return base_lr
-    done = min(epoch - epochs + 1, epochs_decay)
-    return base_lr * (1 - done / epochs_decay)
+    def sample(self, batch: Batch, generator: nn.Module) -> torch.Tensor:
+        """``generator``'s images for ``batch``: the style encoder's mean as ``z`` when there is an
+        encoder (no random numbers), else the generator's own default."""
+        z = None
+        if self.encoder is not None:
+            was_training = self.encoder.training
+            self.encoder.eval()
+            z, _ = self.encoder(batch.image)
+            self.encoder.train(was_training)
+        return generator(batch.semantics, z)

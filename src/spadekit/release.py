@@ -1,7 +1,9 @@
-"""Release models: a directory with ``config.json`` and ``generator.safetensors`` (plus
-``discriminator.safetensors`` / ``encoder.safetensors`` when present), and :func:`load_model`.
+"""Release models: a directory with ``config.json`` and one ``<part>.safetensors`` per network
+(``generator``, plus ``discriminator`` / ``encoder`` / a method's own parts when present), and
+:func:`load_model`.
 
-The config travels with the weights, so a model is rebuilt from its own directory with no flags.
+The config travels with the weights, so a model of any method is rebuilt from its own directory
+with no flags: ``config.method`` names the method whose builders make the networks.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -28,12 +30,36 @@ PARTS = ("generator", "discriminator", "encoder")
 
 @dataclass
 class SpadeModel:
-    """A loaded model: its resolved config and networks (discriminator/encoder may be None)."""
+    """A loaded model of any method: its resolved config and networks (discriminator/encoder may be
+    None; ``extras`` holds a method's other parts by name). ``info`` records how the release was
+    made (e.g. ``{"step": 4000, "generator_weights": "ema"}``)."""
 
     config: Config
     generator: nn.Module
     discriminator: nn.Module | None = None
     encoder: nn.Module | None = None
+    extras: dict[str, nn.Module] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_parts(cls, config: Config, parts: dict[str, nn.Module], info: dict | None = None) -> "SpadeModel":
+        """A model from networks by part name (``generator`` is required)."""
+        if "generator" not in parts:
+            raise ValueError("a model needs a generator")
+        extras = {k: v for k, v in parts.items() if k not in PARTS}
+        return cls(config, parts["generator"], parts.get("discriminator"), parts.get("encoder"), extras, dict(info or {}))
+
+    @property
+    def method(self):
+        """The registered :class:`~spadekit.methods.Method` of this model."""
+        from spadekit.methods import method_of
+
+        return method_of(self.config)
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(width, height) of generated images."""
+        return self.method.size_of(self.config)
 
     @property
     def class_names(self) -> list[str]:
@@ -55,7 +81,8 @@ class SpadeModel:
         return self
 
     def networks(self) -> dict[str, nn.Module]:
-        return {name: getattr(self, name) for name in PARTS if getattr(self, name) is not None}
+        parts = {name: getattr(self, name) for name in PARTS if getattr(self, name) is not None}
+        return {**parts, **self.extras}
 
     def save(self, directory: str | Path) -> Path:
         """Write the release format atomically (a temp directory renamed into place)."""
@@ -76,6 +103,8 @@ def save_model(model: SpadeModel, directory: str | Path) -> Path:
     staging.chmod(0o755)
     try:
         meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "config": model.config.to_dict()}
+        if model.info:
+            meta["release"] = model.info
         (staging / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
         for name, network in model.networks().items():
             save_file(_state_for_safetensors(network), str(staging / f"{name}.safetensors"), metadata={"format": "pt"})
@@ -175,36 +204,37 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", preset: str
     """Load a model for inference (networks in eval mode).
 
     ``path``: a release model directory, a bundled model name (e.g. ``"toy"``), or a directory of
-    official checkpoints (``latest_net_G.pth``; then ``preset`` gives the layout, see
-    :func:`spadekit.convert.convert_official`).
+    official checkpoints of a registered format (``spadekit convert --help``; ``preset`` and dotted
+    ``overrides`` then give what the weights cannot tell).
     """
-    from spadekit.models import build_networks
+    from spadekit.conversion import detect_format
 
     directory = resolve_model_path(path)
-    if directory.is_dir() and not (directory / "config.json").exists() and (directory / "latest_net_G.pth").exists():
-        from spadekit.convert import convert_official
-
-        model = convert_official(directory, preset or "custom", overrides=overrides)
-        return model.to(device).eval()
+    if directory.is_dir() and not (directory / "config.json").exists():
+        found = detect_format(directory)
+        if found is not None:
+            return found.read(directory, preset, overrides or []).to(device).eval()
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: not a model directory")
+    config_path = directory / "config.json"
     config = read_config(directory)
     if overrides:
         raise ConfigError("overrides apply to official checkpoints only; a release model carries its own config")
+    meta = read_format_json(config_path, FORMAT_NAME, FORMAT_VERSION, "spadekit model")
     try:
-        generator, discriminator, encoder = build_networks(config.model, init=False)
+        from spadekit.methods import method_of
+
+        method = method_of(config)
+        networks = method.build_networks(config, False)
     except SpadekitError as exc:
-        raise CheckpointError(f"{directory / 'config.json'}: {exc}") from None
-    parts: dict[str, nn.Module | None] = {"generator": generator, "discriminator": None, "encoder": None}
-    load_state_into(generator, _read_safetensors(directory / "generator.safetensors"), directory / "generator.safetensors")
-    if (directory / "discriminator.safetensors").exists():
-        path_d = directory / "discriminator.safetensors"
-        load_state_into(discriminator, _read_safetensors(path_d), path_d)
-        parts["discriminator"] = discriminator
-    if encoder is not None:
-        path_e = directory / "encoder.safetensors"
-        if path_e.exists():
-            load_state_into(encoder, _read_safetensors(path_e), path_e)
-            parts["encoder"] = encoder
-    model = SpadeModel(config=config, **parts)
+        raise CheckpointError(f"{config_path}: {exc}") from None
+    parts: dict[str, nn.Module] = {}
+    for name, network in networks.items():
+        weights = directory / f"{name}.safetensors"
+        if weights.exists():
+            load_state_into(network, _read_safetensors(weights), weights)
+            parts[name] = network
+        elif name == "generator":
+            raise CheckpointError(f"{weights}: file not found (a model needs its generator)")
+    model = SpadeModel.from_parts(config, parts, info=meta.get("release") or {})
     return model.to(device).eval()

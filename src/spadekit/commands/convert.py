@@ -1,4 +1,4 @@
-"""``spadekit convert``: official checkpoints ↔ spadekit release models."""
+"""``spadekit convert``: official checkpoints of every registered method ↔ spadekit release models."""
 
 from __future__ import annotations
 
@@ -6,51 +6,60 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from spadekit.conversion import formats
+
     parser = subparsers.add_parser(
         "convert",
-        help="convert official NVlabs/SPADE checkpoints to a release model, or back",
-        description="Convert between the official checkpoint files (latest_net_G/D/E.pth) and spadekit's "
-        "release format (config.json + safetensors).",
+        help="convert official checkpoints (SPADE, OASIS, ...) to a release model, or back",
+        description="Convert between a method's official checkpoint files and spadekit's release format "
+        "(config.json + safetensors). `spadekit convert FORMAT DIR --out MODEL` reads; "
+        "`spadekit convert to-FORMAT MODEL --out DIR` writes. Structural options (widths, channels, kernels, "
+        "norms, ...) are read from the weights; what they cannot tell (output size, aspect ratio, which channels "
+        "are don't-care/instance) comes from --preset and --set.",
     )
-    sub = parser.add_subparsers(dest="direction", metavar="DIRECTION", required=True)
-    official = sub.add_parser(
-        "official",
-        help="official checkpoints -> release model",
-        description="Read DIR/latest_net_G.pth (and _D, _E when present). Widths, channels, VAE, spectral norm, "
-        "SPADE kernel and 'most' upsampling are read from the weights; the output size, aspect ratio, upsampling "
-        "mode and which channels are don't-care/instance come from --preset (and --set).",
-    )
-    official.add_argument("directory", help="folder holding latest_net_G.pth (e.g. checkpoints/coco_pretrained)")
-    official.add_argument("--preset", default="custom", help="layout preset: cityscapes, ade20k, ade20k-outdoor, coco, custom (default)")
-    official.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. model.use_instance=true")
-    official.add_argument("--out", required=True, help="release model directory to write")
-    official.set_defaults(handler=run_official)
+    sub = parser.add_subparsers(dest="direction", metavar="FORMAT", required=True)
+    for name, fmt in formats().items():
+        read = sub.add_parser(
+            name,
+            help=f"{fmt.description} -> release model",
+            description=f"Read {fmt.description}: {fmt.files}. Checkpoints load with weights_only=True: a file "
+            "that asks to run code is refused.",
+        )
+        read.add_argument("directory", help=f"folder holding {fmt.files}")
+        read.add_argument("--preset", default=None, help=f"layout preset (`spadekit list`; default {fmt.default_preset})")
+        read.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                          help="config overrides, e.g. --set model.use_instance=true")
+        read.add_argument("--out", required=True, help="release model directory to write")
+        read.set_defaults(handler=run_read, format_name=name)
+        if fmt.write is not None:
+            back = sub.add_parser(
+                f"to-{name}",
+                help=f"release model -> {fmt.description}",
+                description=f"Write {fmt.files} that the official {fmt.method} code loads.",
+            )
+            back.add_argument("model", help="release model directory or bundled model name")
+            back.add_argument("--out", required=True, help="folder to write the official files into")
+            back.set_defaults(handler=run_write, format_name=name)
 
-    back = sub.add_parser(
-        "to-official",
-        help="release model -> official checkpoints",
-        description="Write latest_net_G.pth (and _D, _E when the model has them) that the official code loads.",
-    )
-    back.add_argument("model", help="release model directory or bundled model name")
-    back.add_argument("--out", required=True, help="folder to write latest_net_*.pth into")
-    back.set_defaults(handler=run_to_official)
 
+def run_read(args: argparse.Namespace) -> int:
+    from spadekit.conversion import get_format
 
-def run_official(args: argparse.Namespace) -> int:
-    from spadekit.convert import convert_official
-
-    model = convert_official(args.directory, args.preset, overrides=args.overrides)
+    fmt = get_format(args.format_name)
+    model = fmt.read(args.directory, args.preset, list(args.overrides))
     out = model.save(args.out)
     m = model.config.model
     parts = ", ".join(model.networks())
-    print(f"wrote {out} ({parts}; label_nc={m.label_nc}, ngf={m.ngf}, {m.output_size[0]}x{m.output_size[1]}, vae={m.use_vae})")
+    width, height = model.output_size
+    print(f"wrote {out} ({model.config.method}: {parts}; label_nc={m.label_nc}, {width}x{height})")
     return 0
 
 
-def run_to_official(args: argparse.Namespace) -> int:
-    from spadekit.convert import export_official
+def run_write(args: argparse.Namespace) -> int:
+    from spadekit.conversion import get_format
     from spadekit.release import load_model
 
-    for path in export_official(load_model(args.model), args.out):
+    fmt = get_format(args.format_name)
+    for path in fmt.write(load_model(args.model), args.out):  # type: ignore[misc]
         print(f"wrote {path}")
     return 0

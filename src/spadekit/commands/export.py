@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from spadekit.release import load_model
 
     model = load_model(args.model, preset=args.preset)
-    size = parse_size(args.size) if args.size else tuple(model.config.model.output_size)
+    size = parse_size(args.size) if args.size else tuple(model.output_size)
     model = model_at_size(model, size)
     path = export_model(model, args.fmt, args.out, size, opset=args.opset)
     info = describe(model, size)

@@ -1,4 +1,4 @@
-"""``spadekit list``: registered architectures and shipped presets."""
+"""``spadekit list``: registered methods, networks, checkpoint formats and shipped presets."""
 
 from __future__ import annotations
 
@@ -6,21 +6,44 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("list", help="show registered networks and presets")
+    parser = subparsers.add_parser(
+        "list",
+        help="show registered methods, networks, checkpoint formats and presets",
+        description="List what this spadekit can build: the methods (SPADE, OASIS, ...) with their papers, "
+        "presets and parity status; the registered generators, discriminators and encoders; the official "
+        "checkpoint formats `spadekit convert` reads; and the shipped presets by method.",
+    )
     parser.set_defaults(handler=run)
 
 
+def presets_by_method() -> dict[str, list[str]]:
+    """Shipped preset names grouped by the method each one selects."""
+    from spadekit.config import list_presets, preset_dict
+
+    grouped: dict[str, list[str]] = {}
+    for name in list_presets():
+        grouped.setdefault(str(preset_dict(name).get("method", "spade")), []).append(name)
+    return grouped
+
+
 def run(args: argparse.Namespace) -> int:
-    from spadekit.config import list_presets
+    from spadekit.conversion import formats
+    from spadekit.methods import list_methods
     from spadekit.models.registry import available
 
-    import spadekit.models  # noqa: F401  (registers the builders)
-
+    presets = presets_by_method()
+    print("methods:")
+    for name, method in list_methods().items():
+        print(f"  {name:<12} {method.title}: {method.summary}")
+        print(f"  {'':<12} paper:   {method.paper}")
+        print(f"  {'':<12} needs:   {method.needs}")
+        print(f"  {'':<12} parity:  {method.parity}")
+        print(f"  {'':<12} presets: {', '.join(presets.get(name, [])) or '(none)'}")
     for kind, entries in available().items():
         print(f"{kind}s:")
         for name, description in entries.items():
             print(f"  {name:<12} {description}")
-    print("presets:")
-    for name in list_presets():
-        print(f"  {name}")
+    print("checkpoint formats (spadekit convert FORMAT DIR):")
+    for name, fmt in formats().items():
+        print(f"  {name:<12} {fmt.description} [{fmt.files}]")
     return 0

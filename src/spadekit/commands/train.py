@@ -23,8 +23,9 @@ tensorboard/, gallery/index.html, checkpoints/step-*.pt and model/ (the release 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train a SPADE model (CPU, GPU, or many GPUs/nodes under torchrun)",
-        description="Train SPADE from a preset and dataset; resumable, observable, multi-GPU under torchrun.",
+        help="train a model of any method (CPU, GPU, or many GPUs/nodes under torchrun)",
+        description="Train a model from a preset (its method: SPADE, OASIS, ...; `spadekit list`) and a dataset; "
+        "resumable, observable, multi-GPU under torchrun.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -61,8 +62,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _is_official_dir(path: str) -> bool:
+    from spadekit.conversion import detect_format
+
     folder = Path(path)
-    return folder.is_dir() and not (folder / "config.json").exists() and (folder / "latest_net_G.pth").exists()
+    return folder.is_dir() and not (folder / "config.json").exists() and detect_format(folder) is not None
 
 
 def resolve_config(args: argparse.Namespace):
@@ -85,6 +88,10 @@ def resolve_config(args: argparse.Namespace):
     init_model = load_model(args.init_from, preset=args.preset if official else None, overrides=model_overrides if official else None)
     values = config.to_dict()
     values["model"] = {**init_model.config.model.__dict__, **parse_overrides(model_overrides).get("model", {})}
+    values["method"] = init_model.config.method
+    source = init_model.config.to_dict()
+    if init_model.config.method in source:  # the method's own architecture options come with the weights
+        values[init_model.config.method] = source[init_model.config.method]
     for key in ("class_names", "colors"):
         if values["data"].get(key) is None and getattr(init_model.config.data, key) is not None:
             values["data"][key] = getattr(init_model.config.data, key)
@@ -102,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         config, init_model = resolve_config(args)
         if args.dry_run:
             return _dry_run(config, env, args)
-        from spadekit.training.trainer import build_trainer
+        from spadekit.training.setup import build_trainer
 
         trainer = build_trainer(
             config,
@@ -126,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _dry_run(config, env, args: argparse.Namespace) -> int:
     from spadekit.errors import SpadekitError
-    from spadekit.training.trainer import build_vgg, open_training_data, plan_only
+    from spadekit.training.setup import build_vgg, open_training_data, plan_only
 
     size = None
     note = ""

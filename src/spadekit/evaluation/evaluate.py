@@ -94,24 +94,24 @@ def sample_seed(seed: int, index: int, sample: int) -> int:
 def generate(
     generator: nn.Module,
     semantics: torch.Tensor,
-    use_vae: bool,
-    z_dim: int,
+    latent_dim: int | None,
     first_index: int,
     num_samples: int = 1,
     seed: int = 0,
 ) -> torch.Tensor:
     """Run ``generator`` on one-hot ``semantics`` ``(N, S, H, W)`` → ``(N, K, 3, H, W)`` float32.
 
-    For VAE generators, sample ``k`` of image ``first_index + i`` uses ``z ~ N(0, I)`` drawn from
-    :func:`sample_seed`; other generators ignore ``z`` (their K samples are identical).
+    For generators with a latent (``latent_dim``: a VAE's ``z``, OASIS's noise), sample ``k`` of
+    image ``first_index + i`` uses ``z ~ N(0, I)`` drawn from :func:`sample_seed`; deterministic
+    generators (``latent_dim`` None) give K identical samples.
     """
     n = semantics.shape[0]
     samples = []
     for k in range(num_samples):
         z = None
-        if use_vae:
+        if latent_dim is not None:
             z = torch.stack([
-                torch.randn(z_dim, generator=torch.Generator().manual_seed(sample_seed(seed, first_index + i, k)))
+                torch.randn(latent_dim, generator=torch.Generator().manual_seed(sample_seed(seed, first_index + i, k)))
                 for i in range(n)
             ]).to(semantics.device, semantics.dtype)
         samples.append(generator(semantics, z).float())
@@ -170,8 +170,7 @@ def synthesize_and_score(
     label_nc: int,
     contain_dontcare: bool,
     use_instance: bool,
-    use_vae: bool,
-    z_dim: int,
+    latent_dim: int | None,
     size: tuple[int, int],
     num_samples: int = 1,
     diversity_maps: int | None = None,
@@ -216,7 +215,7 @@ def synthesize_and_score(
         n = label.shape[0]
         want_diversity = diversity is not None and (diversity_maps is None or index < diversity_maps)
         k = num_samples if want_diversity else 1
-        fake = generate(generator, semantics, use_vae, z_dim, index, k, seed)
+        fake = generate(generator, semantics, latent_dim, index, k, seed)
         first = fake[:, 0]
         real = batch["image"].to(device)
         with torch.no_grad():
@@ -432,6 +431,7 @@ def _model_summary(model, path: str | Path) -> dict:
         "path": str(path),
         "generator": model.config.model.generator,
         "preset": model.config.preset,
+        "method": model.config.method,
         "use_vae": bool(model.config.model.use_vae),
         "label_nc": model.config.model.label_nc,
         "parameters": {name: int(sum(p.numel() for p in net.parameters())) for name, net in model.networks().items()},
@@ -519,7 +519,7 @@ def evaluate(
     m = spade.config.model
     preset = preset or spade.config.preset
     config = load_config(preset, list(overrides or []))
-    width, height = m.output_size
+    width, height = spade.output_size
     data = dataclasses.replace(config.data, crop_size=width, load_size=width,
                                root=str(data_root) if data_root is not None else config.data.root,
                                num_workers=workers)
@@ -559,8 +559,9 @@ def evaluate(
         ev.fid_reference = load_cached_statistics(cache, stats_key)
 
     loader = make_loader(dataset, batch_size, shuffle=False, data=data)
+    latent_dim = getattr(spade.generator, "latent_dim", None)
     result = synthesize_and_score(
-        spade.generator, loader, ev, m.label_nc, m.contain_dontcare, m.use_instance, m.use_vae, m.z_dim,
+        spade.generator, loader, ev, m.label_nc, m.contain_dontcare, m.use_instance, latent_dim,
         (height, width), num_samples=num_samples, diversity_maps=diversity_images, seed=seed, device=device,
         progress=progress, total=count, save_images=Path(save_images) if save_images else None,
     )
@@ -601,7 +602,7 @@ def evaluate(
                                     or ("fid" in result["metrics"] and fid_features == "toy"))
     protocol["generation"] = {
         "input": "the dataset's one-hot semantics (label ids, don't-care channel, instance edges) at the model size",
-        "latent": "z ~ N(0, I) per image and sample, seeded from (seed, image index, sample)" if m.use_vae
+        "latent": "z ~ N(0, I) per image and sample, seeded from (seed, image index, sample)" if latent_dim is not None
         else "none (deterministic generator)",
         "seed": seed,
         "samples_per_label_map": num_samples,

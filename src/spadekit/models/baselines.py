@@ -61,5 +61,8 @@ class Pix2PixHDGenerator(nn.Module):
         self.use_vae = False
         self.semantic_nc = semantic_nc
 
+    latent_dim = None  # deterministic: the z argument is ignored
+    spatial_latent = False
+
     def forward(self, semantics: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         return self.model(semantics)

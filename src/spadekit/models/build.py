@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from torch import nn
 
-from spadekit.config import ModelConfig
+from spadekit.config import Config, ModelConfig
 from spadekit.models.baselines import Pix2PixHDGenerator
 from spadekit.models.discriminator import MultiscaleDiscriminator
 from spadekit.models.encoder import ConvEncoder
 from spadekit.models.generator import SPADEGenerator
 from spadekit.models.init import init_weights
-from spadekit.models.registry import create, register
+from spadekit.models.registry import as_config, create, register
 
 
 @register("generator", "spade", "SPADE generator (Park et al. 2019): semantics modulate every normalisation")
-def _spade(cfg: ModelConfig) -> nn.Module:
+def _spade(config: Config) -> nn.Module:
+    cfg = config.model
     return SPADEGenerator(
         semantic_nc=cfg.semantic_nc,
         ngf=cfg.ngf,
@@ -31,7 +32,8 @@ def _spade(cfg: ModelConfig) -> nn.Module:
 
 
 @register("generator", "pix2pixhd", "pix2pixHD-style baseline: labels fed to the first layer, ordinary norms")
-def _pix2pixhd(cfg: ModelConfig) -> nn.Module:
+def _pix2pixhd(config: Config) -> nn.Module:
+    cfg = config.model
     return Pix2PixHDGenerator(
         semantic_nc=cfg.semantic_nc,
         ngf=cfg.ngf,
@@ -42,7 +44,8 @@ def _pix2pixhd(cfg: ModelConfig) -> nn.Module:
 
 
 @register("discriminator", "multiscale", "multi-scale PatchGAN returning every intermediate feature")
-def _multiscale(cfg: ModelConfig) -> nn.Module:
+def _multiscale(config: Config) -> nn.Module:
+    cfg = config.model
     return MultiscaleDiscriminator(
         in_channels=cfg.semantic_nc + 3,
         ndf=cfg.ndf,
@@ -54,28 +57,32 @@ def _multiscale(cfg: ModelConfig) -> nn.Module:
 
 
 @register("encoder", "conv", "VAE style encoder: image -> (mu, logvar)")
-def _conv_encoder(cfg: ModelConfig) -> nn.Module:
+def _conv_encoder(config: Config) -> nn.Module:
+    cfg = config.model
     return ConvEncoder(ngf=cfg.ngf, z_dim=cfg.z_dim, norm=cfg.norm_E, spectral=cfg.spectral_E)
 
 
-def build_generator(cfg: ModelConfig, init: bool = True) -> nn.Module:
-    network = create("generator", cfg.generator, cfg)
+def build_generator(cfg: Config | ModelConfig, init: bool = True) -> nn.Module:
+    config = as_config(cfg)
+    network = create("generator", config.model.generator, config)
     return init_weights(network) if init else network
 
 
-def build_discriminator(cfg: ModelConfig, init: bool = True) -> nn.Module:
-    network = create("discriminator", "multiscale", cfg)
+def build_discriminator(cfg: Config | ModelConfig, init: bool = True) -> nn.Module:
+    config = as_config(cfg)
+    network = create("discriminator", config.model.discriminator, config)
     return init_weights(network) if init else network
 
 
-def build_encoder(cfg: ModelConfig, init: bool = True) -> nn.Module | None:
+def build_encoder(cfg: Config | ModelConfig, init: bool = True) -> nn.Module | None:
     """The style encoder, or None when the model has no VAE."""
-    if not cfg.use_vae:
+    config = as_config(cfg)
+    if not config.model.use_vae:
         return None
-    network = create("encoder", "conv", cfg)
+    network = create("encoder", config.model.encoder, config)
     return init_weights(network) if init else network
 
 
-def build_networks(cfg: ModelConfig, init: bool = True) -> tuple[nn.Module, nn.Module, nn.Module | None]:
-    """(generator, discriminator, encoder-or-None)."""
+def build_networks(cfg: Config | ModelConfig, init: bool = True) -> tuple[nn.Module, nn.Module, nn.Module | None]:
+    """(generator, discriminator, encoder-or-None) from the registry names of the model section."""
     return build_generator(cfg, init), build_discriminator(cfg, init), build_encoder(cfg, init)

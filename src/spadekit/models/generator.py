@@ -74,6 +74,13 @@ class SPADEGenerator(nn.Module):
             final_nc = nf // 2
         self.conv_img = nn.Conv2d(final_nc, 3, 3, padding=1)
 
+    spatial_latent = False
+
+    @property
+    def latent_dim(self) -> int | None:
+        """Size of ``z`` (VAE generators); None: the generator is deterministic."""
+        return self.z_dim if self.use_vae else None
+
     @staticmethod
     def up(x: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x, scale_factor=2, mode="nearest")

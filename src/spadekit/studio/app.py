@@ -227,7 +227,7 @@ def create_app(
         dontcare_color = tuple(palette.dontcare) if palette.dontcare is not None else unused_color(colors)
     own_palette = Palette(tuple(class_names), colors, dontcare_color) if dontcare_color and palette.dontcare is None else None
     has_encoder = bool(pipeline.has_encoder)
-    multimodal = bool(pipeline.config.model.use_vae)
+    multimodal = bool(pipeline.uses_latent)
     if examples is None:
         examples = make_examples(class_names, (width, height))
 

@@ -1,12 +1,13 @@
 """The training loop: G step, D step, optimisers, precision, EMA, checkpoints and reports.
 
-The trainer knows nothing of SPADE's internals: losses come from
-:class:`spadekit.objective.SpadeObjective`, networks from :func:`spadekit.models.build_networks`.
-Per iteration the generator runs once: its fake images feed the G step (D frozen) and then, detached,
-the D step. With gradient accumulation each micro-batch does both backward passes before the two
-optimiser steps, so nothing is computed twice and only one micro-batch's activations are alive.
-
-:func:`build_trainer` is the only function here that reads a :class:`~spadekit.config.Config`.
+The trainer knows nothing of any method's internals and never reads a config: it receives the
+networks by part name, which of them each optimiser updates, a factory for the objective (the
+losses) and a batch preparer, all resolved by :func:`spadekit.training.setup.build_trainer`.
+Per iteration the generator runs once by default: its fake images feed the G step (D frozen) and
+then, detached, the D step. With gradient accumulation each micro-batch does both backward passes
+before the two optimiser steps, so nothing is computed twice and only one micro-batch's
+activations are alive. ``regenerate_fakes`` reproduces the official order instead (G update first,
+then a D step on fakes from the updated generator).
 """
 
 from __future__ import annotations
@@ -16,34 +17,30 @@ import random
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Collection, Iterator
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
-from spadekit.config import Config
-from spadekit.errors import CheckpointError, ConfigError, DataError, SpadekitError
-from spadekit.objective import Batch, SpadeObjective, decayed_lr, optimizer_settings, prepare_batch
+from spadekit.errors import CheckpointError, SpadekitError
+from spadekit.methods.base import Batch, Objective
 from spadekit.training import checkpoint as ckpt
 from spadekit.training.distributed import (
     DistEnv,
     all_true,
-    broadcast_object,
     convert_sync_batchnorm,
     gather_objects,
     no_sync,
-    resolve_device,
     wrap_ddp,
 )
 from spadekit.training.ema import EMA
-from spadekit.training.gallery import colorize_labels
-from spadekit.training.monitor import Monitor, Silent
-from spadekit.training.sampling import EpochSampler, SeededSamples, epoch_layout
+from spadekit.training.monitor import Silent
+from spadekit.training.optim import decayed_lr
+from spadekit.training.sampling import EpochSampler, SeededSamples
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-PREVIEW_SAMPLES = 4
 
 
 class NonFiniteLossError(SpadekitError):
@@ -54,7 +51,7 @@ class NonFiniteLossError(SpadekitError):
 
 @dataclass(frozen=True)
 class LoopOptions:
-    """The resolved numbers of a run (derived from the config by :func:`build_trainer`)."""
+    """The resolved numbers of a run (derived from the config by :func:`~spadekit.training.setup.loop_options`)."""
 
     total_steps: int
     """Generator updates to reach (the run resumes towards this)."""
@@ -72,6 +69,8 @@ class LoopOptions:
     channels_last: bool = False
     compile: bool = False
     ema_decay: float = 0.0
+    ema_refresh_batches: int = 0
+    regenerate_fakes: bool = False
     seed: int = 0
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
@@ -101,38 +100,54 @@ def seed_everything(seed: int) -> None:
 
 
 class Trainer:
-    """Runs SPADE training on one process of a (possibly one-process) world.
+    """Trains a two-player GAN (any method) on one process of a (possibly one-process) world.
 
     Args:
-        config: the resolved config (written into checkpoints and the release model, and read for
-            the batch layout (``model``) and the losses (``loss``) handed to the objective layer).
         options: the loop's resolved numbers.
         env: this process's rank, world size and device.
         run_dir: where checkpoints, logs, gallery and the release model go (rank 0 writes).
-        generator, discriminator, encoder: freshly built (or fine-tuning) networks, on CPU.
-        vgg: the perceptual loss module, or None.
-        dataset: training items ``{label, image, [instance], path}``.
+        networks: the networks by part name (``generator`` and ``discriminator`` at least), on CPU,
+            freshly built or loaded for fine-tuning. Their state dicts are what checkpoints hold.
+        optimized: ``{"G": part names, "D": part names}``: what each Adam optimiser updates; the D
+            parts are frozen during the G step.
+        make_objective: ``(networks as the step runs them) -> objective``. Called twice: once with
+            the D parts unwrapped (the G step only reads them) and once as the D step runs them.
+        prepare_batch: ``(collated items, device, non_blocking) -> Batch``.
+        dataset: training items (the batch preparer reads them).
         preview: a few fixed items for the image grids (empty: no grids).
+        visualize_labels: ``(collated preview items) -> (N, 3, H, W)`` label pictures in [-1, 1].
         monitor: reporting (rank 0) or :class:`Silent`.
         make_loader: ``(dataset, micro_batch, sampler) -> DataLoader``.
+        save_release: ``(networks, directory, info) -> directory``: writes the release model
+            (``info`` says which generator weights were saved and at which step).
+        record: a JSON-able description of the run (its config) stored in every checkpoint.
+        check_resume: ``(record of the checkpoint, its path)``; raises CheckpointError when the
+            checkpoint was written by an incompatible run.
+        sync_batchnorm: parts whose batch norms become sync batch norms under DDP.
     """
 
     def __init__(
         self,
-        config: Config,
+        *,
         options: LoopOptions,
         env: DistEnv,
         run_dir: Path,
-        generator: nn.Module,
-        discriminator: nn.Module,
-        encoder: nn.Module | None,
-        vgg: nn.Module | None,
+        networks: dict[str, nn.Module],
+        optimized: dict[str, Collection[str]],
+        make_objective: Callable[[dict[str, nn.Module]], Objective],
+        prepare_batch: Callable[[dict[str, Any], torch.device, bool], Batch],
         dataset: Dataset,
         preview: list[dict[str, Any]],
+        visualize_labels: Callable[[dict[str, Any]], torch.Tensor],
         monitor: Silent,
         make_loader: Callable[..., Any],
+        save_release: Callable[[dict[str, nn.Module], Path, dict[str, Any]], Path],
+        record: dict[str, Any],
+        check_resume: Callable[[dict[str, Any], Path], None],
+        sync_batchnorm: Collection[str] = (),
     ):
-        self.config = config
+        if "generator" not in networks or "discriminator" not in networks:
+            raise ValueError("the trainer needs a 'generator' and a 'discriminator'")
         self.options = options
         self.env = env
         self.run_dir = Path(run_dir)
@@ -140,47 +155,46 @@ class Trainer:
         self.device = env.device
         self.step = 0
         self.last_checkpoint: Path | None = None
-        model_cfg = config.model
+        self.record = record
+        self._prepare = prepare_batch
+        self._visualize = visualize_labels
+        self._save_release = save_release
+        self._check_resume = check_resume
 
         # -- networks (raw modules: their state dicts are what checkpoints and releases hold)
-        norms = {"G": model_cfg.norm_G, "D": model_cfg.norm_D, "E": model_cfg.norm_E}
-        nets = {"G": generator, "D": discriminator, "E": encoder}
-        for name, net in nets.items():
-            if net is None:
-                continue
-            if env.distributed and norms[name] == "syncbatch":
+        self.networks: dict[str, nn.Module] = {}
+        for name, net in networks.items():
+            if env.distributed and name in sync_batchnorm:
                 net = convert_sync_batchnorm(net, self.device)
             net = net.to(self.device)
             if options.channels_last:
                 net = net.to(memory_format=torch.channels_last)
-            nets[name] = net.train()
-        self.G, self.D, self.E = nets["G"], nets["D"], nets["E"]
-        self.vgg = vgg.to(self.device) if vgg is not None else None
-        if self.vgg is not None and options.channels_last:
-            self.vgg = self.vgg.to(memory_format=torch.channels_last)
+            self.networks[name] = net.train()
+        self.G = self.networks["generator"]
         # The EMA copy is taken before any forward pass (spectral norm's cached weight cannot be deep-copied after one).
         self.ema = EMA(self.G, options.ema_decay) if options.ema_decay > 0 else None
 
-        # -- optimisers: the encoder trains with the generator
+        # -- optimisers
         fused = self.device.type == "cuda"
-        g_params = list(self.G.parameters()) + (list(self.E.parameters()) if self.E is not None else [])
-        self.opt_G = torch.optim.Adam(g_params, lr=options.lr_G, betas=options.betas, fused=fused or None)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=options.lr_D, betas=options.betas, fused=fused or None)
+        self.groups = {key: [n for n in names if n in self.networks] for key, names in optimized.items()}
+        params = {key: [p for n in names for p in self.networks[n].parameters()] for key, names in self.groups.items()}
+        self.opt_G = torch.optim.Adam(params["G"], lr=options.lr_G, betas=options.betas, fused=fused or None)
+        self.opt_D = torch.optim.Adam(params["D"], lr=options.lr_D, betas=options.betas, fused=fused or None)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=options.precision == "fp16")
 
         # -- DDP wrappers and compiled callables (they share the raw modules' parameters)
-        g_run, d_run = wrap_ddp(self.G, env), wrap_ddp(self.D, env)
-        e_run = wrap_ddp(self.E, env) if self.E is not None else None
-        self._sync_G = [m for m in (g_run, e_run) if m is not None]
-        self._sync_D = [d_run]
-        d_for_g: nn.Module = self.D  # the G step reaches D's weights without DDP: D is frozen there
+        running = {name: wrap_ddp(net, env) for name, net in self.networks.items()}
+        self._sync = {key: [running[n] for n in names] for key, names in self.groups.items()}
+        # The G step reaches D's weights without DDP: D is frozen there.
+        for_g = {**running, **{n: self.networks[n] for n in self.groups["D"]}}
         if options.compile:
-            g_run, d_run, d_for_g = torch.compile(g_run), torch.compile(d_run), torch.compile(d_for_g)
-            e_run = torch.compile(e_run) if e_run is not None else None
-        self.objective_G = SpadeObjective(g_run, d_for_g, e_run, config.loss, self.vgg)
-        self.objective_D = SpadeObjective(g_run, d_run, e_run, config.loss, self.vgg)
+            running = {name: torch.compile(net) for name, net in running.items()}
+            for_g = {name: torch.compile(net) for name, net in for_g.items()}
+        self.objective_G = make_objective(for_g)
+        self.objective_D = make_objective(running)
 
         # -- data
+        self.dataset = dataset
         self.sampler = EpochSampler(
             dataset, env.world_size, env.rank, options.seed, options.micro_batch, options.steps_per_epoch * options.grad_accum
         )
@@ -190,7 +204,10 @@ class Trainer:
     # ------------------------------------------------------------------ state
 
     def state(self) -> dict[str, Any]:
-        """This process's view of the training state (RNG of every process is added by :meth:`checkpoint`)."""
+        """This process's view of the training state (RNG of every process is added by :meth:`checkpoint`).
+
+        Each network's state dict sits under its part name (``generator``, ``discriminator`` ...),
+        listed in ``parts``."""
         epoch, position = divmod(self.step, self.options.steps_per_epoch)
         return {
             "step": self.step,
@@ -198,43 +215,29 @@ class Trainer:
             "batch_in_epoch": position * self.options.grad_accum,
             "steps_per_epoch": self.options.steps_per_epoch,
             "world_size": self.env.world_size,
-            "generator": self.G.state_dict(),
-            "discriminator": self.D.state_dict(),
-            "encoder": self.E.state_dict() if self.E is not None else None,
+            "parts": list(self.networks),
+            **{name: net.state_dict() for name, net in self.networks.items()},
             "optimizer_G": self.opt_G.state_dict(),
             "optimizer_D": self.opt_D.state_dict(),
             "scaler": self.scaler.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
-            "config": self.config.to_dict(),
+            "config": self.record,
         }
 
     def load_state(self, state: dict[str, Any], source: Path) -> None:
         """Restore a checkpoint written by :meth:`checkpoint` (same model, batch layout and seed)."""
         from spadekit.release import load_state_into
 
-        saved = state.get("config", {})
-        here = self.config.to_dict()
-        for section, key in [("model", None), ("train", "batch_size"), ("train", "grad_accum"), ("train", "seed")]:
-            theirs = saved.get(section, {}) if key is None else saved.get(section, {}).get(key)
-            ours = here[section] if key is None else here[section][key]
-            if theirs != ours:
-                if key is None:
-                    diff = [f"model.{k}={theirs.get(k)!r} (now {v!r})" for k, v in ours.items() if theirs.get(k) != v]
-                    what = ", ".join(diff[:3]) or "model section"
-                else:
-                    what = f"{section}.{key}={theirs!r} (now {ours!r})"
-                raise CheckpointError(f"{source}: written by a run with {what}; resume with the same options or use a new --out")
+        self._check_resume(state.get("config", {}), source)
         if int(state.get("steps_per_epoch", -1)) != self.options.steps_per_epoch:
             raise CheckpointError(
                 f"{source}: the run had {state.get('steps_per_epoch')} steps per epoch, now "
                 f"{self.options.steps_per_epoch} (the dataset changed size); use a new --out"
             )
-        load_state_into(self.G, state["generator"], source)
-        load_state_into(self.D, state["discriminator"], source)
-        if self.E is not None:
-            if state.get("encoder") is None:
-                raise CheckpointError(f"{source}: has no encoder state but the model uses the VAE encoder")
-            load_state_into(self.E, state["encoder"], source)
+        for name, net in self.networks.items():
+            if not isinstance(state.get(name), dict):
+                raise CheckpointError(f"{source}: has no {name} state but this run trains one")
+            load_state_into(net, state[name], source)
         try:
             self.opt_G.load_state_dict(state["optimizer_G"])
             self.opt_D.load_state_dict(state["optimizer_D"])
@@ -269,12 +272,37 @@ class Trainer:
         return self.last_checkpoint
 
     def save_release(self) -> Path:
-        """``RUN_DIR/model``: the release format (EMA generator when EMA is on)."""
-        from spadekit.release import SpadeModel
+        """``RUN_DIR/model``: the release format, with the EMA generator when EMA is on."""
+        parts = dict(self.networks)
+        info: dict[str, Any] = {"step": self.step, "generator_weights": "live"}
+        if self.ema is not None:
+            self._refresh_ema_statistics()
+            parts["generator"] = self.ema.module
+            info["generator_weights"] = "ema"
+            info["ema_decay"] = self.options.ema_decay
+        return self._save_release(parts, self.run_dir / "model", info)
 
-        generator = self.ema.module if self.ema is not None else self.G
-        model = SpadeModel(self.config, generator=generator, discriminator=self.D, encoder=self.E)
-        return model.save(self.run_dir / "model")
+    @torch.no_grad()
+    def _refresh_ema_statistics(self) -> None:
+        """Run the EMA generator in train mode over a few training batches so that its batch-norm
+        statistics are its own (what OASIS does before every use of its EMA generator). The batches
+        and the noise are seeded by the step; the training's random streams are not touched."""
+        count = self.options.ema_refresh_batches
+        if count <= 0 or self.ema is None:
+            return
+        generator = self.ema.module
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.options.seed + self.step)
+            order = torch.randperm(len(self.dataset)).tolist()  # type: ignore[arg-type]
+            samples = SeededSamples(self.dataset, self.options.seed + self.step)
+            size = self.options.micro_batch
+            generator.train()
+            for start in range(0, min(count * size, len(order)), size):
+                raw = default_collate([samples[(0, i)] for i in order[start : start + size]])
+                with self._autocast():
+                    self.objective_G.sample(self._batch(raw), generator)
+            generator.eval()
 
     # ------------------------------------------------------------------ loop
 
@@ -285,12 +313,9 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=dtype)
 
     def _batch(self, raw: dict[str, Any]) -> Batch:
-        batch = prepare_batch(raw, self.config.model, self.device, non_blocking=self.device.type == "cuda")
+        batch = self._prepare(raw, self.device, self.device.type == "cuda")
         if self.options.channels_last:
-            batch = Batch(
-                semantics=batch.semantics.contiguous(memory_format=torch.channels_last),
-                image=batch.image.contiguous(memory_format=torch.channels_last),
-            )
+            batch = batch.to_memory_format(torch.channels_last)
         return batch
 
     def set_learning_rates(self, epoch: int) -> tuple[float, float]:
@@ -303,6 +328,10 @@ class Trainer:
             group["lr"] = lr_D
         return lr_G, lr_D
 
+    def _freeze_D(self, frozen: bool) -> None:
+        for name in self.groups["D"]:
+            self.networks[name].requires_grad_(not frozen)
+
     def train_step(self, batches: Iterator[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """One generator update and one discriminator update over ``grad_accum`` micro-batches.
 
@@ -310,27 +339,58 @@ class Trainer:
         :class:`NonFiniteLossError` before any weight changes when a loss is NaN or infinite.
         """
         accum = self.options.grad_accum
+        regenerate = self.options.regenerate_fakes
         self.opt_G.zero_grad(set_to_none=True)
         self.opt_D.zero_grad(set_to_none=True)
         totals: dict[str, torch.Tensor] = {}
-        for micro in range(accum):
-            batch = self._batch(next(batches))
-            hold = micro < accum - 1
-            # G step: D's weights are frozen, so backward computes no D weight gradients.
-            self.D.requires_grad_(False)
-            with no_sync(self._sync_G, hold):
-                with self._autocast():
-                    g_total, g_terms, fake = self.objective_G.generator_losses(batch)
-                self.scaler.scale(g_total / accum).backward()
-            self.D.requires_grad_(True)
-            # D step on the same fake images, detached inside the objective.
-            with no_sync(self._sync_D, hold):
-                with self._autocast():
-                    d_total, d_terms = self.objective_D.discriminator_losses(batch, fake)
-                self.scaler.scale(d_total / accum).backward()
-            for name, value in {**g_terms, **d_terms}.items():
+
+        def add(terms: dict[str, torch.Tensor]) -> None:
+            for name, value in terms.items():
                 value = value.detach().float() / accum
                 totals[name] = totals[name] + value if name in totals else value
+
+        micro_batches = [self._batch(next(batches)) for _ in range(accum)] if regenerate else None
+        for micro in range(accum):
+            batch = micro_batches[micro] if micro_batches else self._batch(next(batches))
+            hold = micro < accum - 1
+            # G step: D's weights are frozen, so backward computes no D weight gradients.
+            self._freeze_D(True)
+            with no_sync(self._sync["G"], hold):
+                with self._autocast():
+                    g_total, g_terms, carry = self.objective_G.generator_losses(batch)
+                self.scaler.scale(g_total / accum).backward()
+            self._freeze_D(False)
+            add(g_terms)
+            if regenerate:
+                continue
+            # D step on the same fake images, detached inside the objective.
+            with no_sync(self._sync["D"], hold):
+                with self._autocast():
+                    d_total, d_terms = self.objective_D.discriminator_losses(batch, carry)
+                self.scaler.scale(d_total / accum).backward()
+            add(d_terms)
+        if regenerate:
+            # The official order: update G, then train D on fakes of the updated G.
+            self._check_finite(totals)
+            self.scaler.step(self.opt_G)
+            for micro, batch in enumerate(micro_batches or []):
+                with no_sync(self._sync["D"], micro < accum - 1):
+                    with self._autocast():
+                        d_total, d_terms = self.objective_D.discriminator_losses(batch, None)
+                    self.scaler.scale(d_total / accum).backward()
+                add(d_terms)
+            self._check_finite(totals)
+            self.scaler.step(self.opt_D)
+        else:
+            self._check_finite(totals)
+            self.scaler.step(self.opt_G)
+            self.scaler.step(self.opt_D)
+        self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.G)
+        return totals
+
+    def _check_finite(self, totals: dict[str, torch.Tensor]) -> None:
         finite = bool(torch.isfinite(torch.stack(list(totals.values()))).all())
         if not all_true(finite, self.env):
             shown = ", ".join(f"{k}={float(v):.4g}" for k, v in totals.items())
@@ -339,38 +399,26 @@ class Trainer:
                 f"non-finite loss at step {self.step + 1} ({shown}); training stopped before the update, {last} "
                 "(try a lower train.lr, train.precision=fp32 or bf16)"
             )
-        self.scaler.step(self.opt_G)
-        self.scaler.step(self.opt_D)
-        self.scaler.update()
-        if self.ema is not None:
-            self.ema.update(self.G)
-        return totals
 
     @torch.no_grad()
     def preview_images(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(colourised labels, synthesized, real), each (N, 3, H, W) in [-1, 1], from the fixed preview items.
+        """(label pictures, synthesized, real), each (N, 3, H, W) in [-1, 1], from the fixed preview items.
 
-        Uses the EMA generator when there is one, in eval mode, and no random numbers (the encoder's
-        mean is the latent), so previews never change the training's random streams or statistics.
+        Uses the EMA generator when there is one, in eval mode. The random streams are forked, so
+        previews never change the training's random numbers or statistics.
         """
-        from torch.utils.data import default_collate
-
         raw = default_collate(self.preview)
         batch = self._batch(raw)
         generator = self.ema.module if self.ema is not None else self.G
         was_training = generator.training
         generator.eval()
-        z = None
-        if self.E is not None:
-            self.E.eval()
-            z, _ = self.E(batch.image)
-            self.E.train()
-        with self._autocast():
-            fake = generator(batch.semantics, z)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(0)
+            with self._autocast():
+                fake = self.objective_G.sample(batch, generator)
         generator.train(was_training)
-        m = self.config.model
-        labels = colorize_labels(raw["label"], self.config.data.colors, m.label_nc + int(m.contain_dontcare))
-        return labels, fake.float().cpu(), batch.image.float().cpu()
+        return self._visualize(raw), fake.float().cpu(), batch.image.float().cpu()
 
     def fit(self) -> TrainResult:
         """Train until ``options.total_steps`` generator updates, checkpointing on the way."""
@@ -425,234 +473,3 @@ class Trainer:
         values = dict(zip(names, stacked.tolist()))
         self.monitor.scalars(self.step, {**values, "epoch": epoch, "lr_G": lr_G, "lr_D": lr_D})
         return values
-
-
-# ----------------------------------------------------------------------------- building
-
-
-@dataclass
-class Plan:
-    """What a run will do, printed before it starts (and by ``--dry-run``)."""
-
-    options: LoopOptions
-    parameters: dict[str, int]
-    dataset_size: int | None
-    env: DistEnv
-
-    def describe(self) -> str:
-        o, e = self.options, self.env
-        counts = ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in self.parameters.items() if v)
-        lines = [
-            f"device {e.device} x {e.world_size} process(es); precision {o.precision}"
-            + (", channels-last" if o.channels_last else "") + (", compiled" if o.compile else ""),
-            f"parameters: {counts}",
-            f"global batch {o.global_batch} = {e.world_size} process(es) x {o.grad_accum} accumulation x {o.micro_batch}",
-        ]
-        if self.dataset_size is not None:
-            lines.append(
-                f"dataset {self.dataset_size} samples -> {o.steps_per_epoch} steps/epoch; "
-                f"{o.total_steps} steps (~{o.total_steps / max(o.steps_per_epoch, 1):.1f} epochs)"
-            )
-        lines.append(
-            f"lr G {o.lr_G:g} D {o.lr_D:g}, betas {o.betas}; decay over epochs {o.epochs}..{o.epochs + o.epochs_decay}"
-            + (f"; EMA {o.ema_decay}" if o.ema_decay else "")
-        )
-        lines.append(f"checkpoint every {o.checkpoint_every} (keep {o.keep_checkpoints}), log every {o.log_every}, images every {o.image_every}")
-        return "\n".join(lines)
-
-
-def loop_options(config: Config, world_size: int, dataset_size: int, steps: int | None = None) -> LoopOptions:
-    """Resolve batch layout, schedule and learning rates; ConfigError/DataError when they cannot work."""
-    t = config.train
-    per_step = world_size * t.grad_accum
-    if t.batch_size % per_step:
-        raise ConfigError(
-            f"train.batch_size={t.batch_size} (the global batch) must be divisible by processes x train.grad_accum "
-            f"= {world_size} x {t.grad_accum}"
-        )
-    micro, steps_per_epoch = epoch_layout(dataset_size, world_size, t.batch_size, t.grad_accum)
-    if steps_per_epoch < 1:
-        where = config.data.root or f"{config.data.format} data"
-        raise DataError(f"{where}: {dataset_size} training samples is fewer than one global batch of {t.batch_size}")
-    if steps is not None and steps < 0:
-        raise ConfigError("--steps must be >= 0")
-    total = steps if steps is not None else (t.epochs + t.epochs_decay) * steps_per_epoch
-    settings = optimizer_settings(t.lr, t.ttur, t.beta1, t.beta2)
-    (lr_G, betas), (lr_D, _) = settings["generator"], settings["discriminator"]
-    every = lambda n: max(1, int(n))  # noqa: E731
-    return LoopOptions(
-        total_steps=total,
-        steps_per_epoch=steps_per_epoch,
-        micro_batch=micro,
-        grad_accum=t.grad_accum,
-        global_batch=t.batch_size,
-        epochs=t.epochs,
-        epochs_decay=t.epochs_decay,
-        lr_G=lr_G,
-        lr_D=lr_D,
-        betas=tuple(betas),
-        precision=t.precision,
-        channels_last=t.channels_last,
-        compile=t.compile,
-        ema_decay=t.ema_decay,
-        seed=t.seed,
-        checkpoint_every=every(t.checkpoint_every),
-        keep_checkpoints=max(1, t.keep_checkpoints),
-        log_every=every(t.log_every),
-        image_every=every(t.image_every),
-    )
-
-
-def build_vgg(config: Config) -> nn.Module | None:
-    """The VGG19 perceptual loss when ``loss.lambda_vgg > 0``; MissingWeightsError (naming the file
-    and where it goes) when the weights are not on disk."""
-    if config.loss.lambda_vgg <= 0:
-        return None
-    from spadekit.losses import VGG19Features, VGGLoss, find_vgg19_weights
-
-    path = find_vgg19_weights(config.loss.vgg_weights)  # fails fast, before building the 140M-parameter trunk
-    return VGGLoss(VGG19Features(path))
-
-
-def open_training_data(config: Config, split: str = "train", train: bool = True) -> Dataset:
-    from spadekit.data import open_dataset
-
-    return open_dataset(config.data.root, preset=config.preset, split=split, train=train, data=config.data, model=config.model)
-
-
-def preview_items(config: Config, fallback: Dataset, count: int = PREVIEW_SAMPLES) -> list[dict[str, Any]]:
-    """The first ``count`` validation items (test-time preprocessing), else the first training items."""
-    try:
-        dataset = open_training_data(config, split="val", train=False)
-    except SpadekitError:
-        dataset = fallback
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)  # training-set fallback: fixed augmentation, training RNG untouched
-        return [dataset[i] for i in range(min(count, len(dataset)))]  # type: ignore[arg-type]
-
-
-def networks_for(
-    config: Config, init_model: Any | None = None, init_source: str = "--init-from model"
-) -> tuple[nn.Module, nn.Module, nn.Module | None]:
-    """Fresh networks (seeded by ``train.seed``), with generator and encoder weights copied from a
-    :class:`~spadekit.release.SpadeModel` when fine-tuning."""
-    from spadekit.models import build_networks
-    from spadekit.release import load_state_into
-
-    torch.manual_seed(config.train.seed)
-    generator, discriminator, encoder = build_networks(config.model)
-    if init_model is not None:
-        load_state_into(generator, init_model.generator.state_dict(), f"{init_source} (generator)")
-        if encoder is not None and init_model.encoder is not None:
-            load_state_into(encoder, init_model.encoder.state_dict(), f"{init_source} (encoder)")
-    return generator, discriminator, encoder
-
-
-def build_trainer(
-    config: Config,
-    run_dir: str | Path,
-    *,
-    env: DistEnv | None = None,
-    steps: int | None = None,
-    dataset: Dataset | None = None,
-    preview: list[dict[str, Any]] | None = None,
-    init_model: Any | None = None,
-    init_source: str = "--init-from model",
-    resume: str | None = None,
-    progress: bool = True,
-    tensorboard: bool = True,
-    log: Callable[[str], None] = print,
-) -> Trainer:
-    """Everything a run needs, from a config: VGG check, networks, data, optimisers, resume.
-
-    Args:
-        config: the resolved config.
-        run_dir: the run directory (created by rank 0).
-        env: process placement (default: one process on the best device).
-        steps: generator updates to train in total (default: ``(epochs + epochs_decay) × steps/epoch``).
-        dataset: training items; default :func:`spadekit.data.open_dataset` on ``config.data``.
-        preview: fixed items for image grids; default the first validation items.
-        init_model: a :class:`~spadekit.release.SpadeModel` to fine-tune from (G and E weights; D fresh);
-            ignored when resuming. ``init_source`` names it in errors.
-        resume: None (fresh run; an error if ``run_dir`` holds checkpoints), ``"auto"`` (the latest
-            checkpoint in ``run_dir`` if any) or a checkpoint path.
-        progress, tensorboard: reporting switches (rank 0 only).
-        log: where the plan and notices are printed (rank 0 only).
-    """
-    env = env or DistEnv(device=resolve_device(None))
-    run_dir = Path(run_dir)
-    say = log if env.is_main else (lambda _text: None)
-
-    vgg = build_vgg(config)  # before anything else: a missing weights file stops the run before step 1
-    if dataset is None:
-        dataset = open_training_data(config)
-    options = loop_options(config, env.world_size, len(dataset), steps)  # type: ignore[arg-type]
-
-    resume_from: tuple[Path, dict[str, Any]] | None = None
-    if resume is None:
-        existing = ckpt.list_checkpoints(run_dir)
-        if existing:
-            raise ConfigError(
-                f"{run_dir}: already holds checkpoints (latest step {existing[-1][0]}); pass --resume auto to continue it "
-                "or choose a new --out"
-            )
-    else:
-        # Rank 0 picks the file and tells the others, so every process resumes from the same step.
-        # (RUN_DIR must be on a file system that every node can read.)
-        chosen: str | None = resume
-        if resume == "auto":
-            found = ckpt.latest_checkpoint(run_dir) if env.is_main else None
-            chosen = broadcast_object(str(found[0]) if found else None, env)
-        if chosen is not None:
-            resume_from = (Path(chosen), ckpt.load_checkpoint(chosen))
-
-    if env.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        removed = ckpt.remove_stale_temporaries(run_dir)
-        if removed:
-            say(f"removed {len(removed)} half-written checkpoint file(s) left by an interrupted run")
-        config.save(run_dir / "config.json")
-
-    generator, discriminator, encoder = networks_for(config, init_model if resume_from is None else None, init_source)
-    if preview is None:
-        preview = preview_items(config, dataset)
-    monitor: Silent = Monitor(run_dir, progress, tensorboard, title=f"spadekit {config.preset}: {run_dir.name}") if env.is_main else Silent()
-    from spadekit.data import make_loader
-
-    def loader(data: Dataset, batch_size: int, sampler: EpochSampler) -> Any:
-        generator_rng = torch.Generator().manual_seed(options.seed)  # keeps DataLoader off the global RNG
-        return make_loader(data, batch_size, False, config.data, sampler=sampler, drop_last=True, generator=generator_rng)
-
-    trainer = Trainer(
-        config, options, env, run_dir, generator, discriminator, encoder, vgg, dataset, preview, monitor, loader
-    )
-    plan = Plan(options, {"G": count_parameters(generator), "D": count_parameters(discriminator), "E": count_parameters(encoder)}, len(dataset), env)  # type: ignore[arg-type]
-    say(plan.describe())
-    # Per-process random streams (z sampling); the data order does not depend on them.
-    seed_everything(options.seed + env.rank)
-    if resume_from is not None:
-        path, state = resume_from
-        trainer.load_state(state, path)
-        trainer.last_checkpoint = path
-        say(f"resumed from {path} at step {trainer.step}")
-    elif resume == "auto":
-        say("no checkpoint to resume from: starting a new run")
-    return trainer
-
-
-def plan_only(config: Config, env: DistEnv, dataset_size: int | None) -> Plan:
-    """The plan of a run without building data or touching disk (``--dry-run``); networks are built
-    on the meta device, so even full-size models cost nothing."""
-    from spadekit.models import build_networks
-
-    with torch.device("meta"):
-        generator, discriminator, encoder = build_networks(config.model, init=False)
-    size = dataset_size if dataset_size is not None else max(config.train.batch_size, 1) * env.world_size
-    options = loop_options(config, env.world_size, max(size, config.train.batch_size))
-    return Plan(
-        options,
-        {"G": count_parameters(generator), "D": count_parameters(discriminator), "E": count_parameters(encoder)},
-        dataset_size,
-        env,
-    )
-

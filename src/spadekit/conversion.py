@@ -1,0 +1,72 @@
+"""A registry of official checkpoint formats: how each method's own files become a spadekit model
+and back. ``spadekit convert NAME DIR`` and ``spadekit convert to-NAME MODEL`` are built from it, and
+:func:`spadekit.load_model` reads any registered format it recognises.
+
+This module imports no converter: converters register themselves when their method is imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from spadekit.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class CheckpointFormat:
+    """One official format.
+
+    ``read(directory, preset, overrides)`` returns a model (``preset``/``overrides`` give what the
+    weights cannot tell; preset None = the format's default); ``write(model, directory)`` writes the
+    official files and returns their paths; ``detect(directory)`` says whether a folder holds this
+    format (used by :func:`spadekit.load_model`).
+    """
+
+    name: str
+    method: str
+    description: str
+    files: str
+    """What ``read`` looks for, for ``--help``."""
+    read: Callable[[Path, "str | None", list[str]], Any]
+    detect: Callable[[Path], bool]
+    write: Callable[[Any, Path], list[Path]] | None = None
+    default_preset: str = "custom"
+
+
+_FORMATS: dict[str, CheckpointFormat] = {}
+
+
+def register_format(fmt: CheckpointFormat) -> CheckpointFormat:
+    _FORMATS[fmt.name] = fmt
+    return fmt
+
+
+def formats() -> dict[str, CheckpointFormat]:
+    import spadekit.methods  # noqa: F401  (the methods register their formats)
+
+    return dict(_FORMATS)
+
+
+def get_format(name: str) -> CheckpointFormat:
+    known = formats()
+    if name not in known:
+        raise ConfigError(f"unknown checkpoint format {name!r}; registered: {', '.join(known)}")
+    return known[name]
+
+
+def detect_format(directory: Path) -> CheckpointFormat | None:
+    """The first registered format whose files are in ``directory``, or None."""
+    for fmt in formats().values():
+        if fmt.detect(directory):
+            return fmt
+    return None
+
+
+def format_for_method(method: str) -> CheckpointFormat | None:
+    """The official format of a method (for ``to-<format>``), or None when it has none."""
+    for fmt in formats().values():
+        if fmt.method == method and fmt.write is not None:
+            return fmt
+    return None
