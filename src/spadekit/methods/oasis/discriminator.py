@@ -7,6 +7,8 @@ activation and upsampling slots of the official layout so the spectral-normed co
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn.utils import spectral_norm
@@ -106,6 +108,10 @@ class OasisDiscriminator(nn.Module):
         self.body_up.append(UpBlock(2 * widths[1], last_width))
         self.body_down = nn.ModuleList(DownBlock(widths[i], widths[i + 1], first=i == 0) for i in range(levels))
         self.layer_up_last = nn.Conv2d(last_width, semantic_nc + 1, 1)
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments, so the network can be rebuilt."""
+        return {"semantic_nc": self.semantic_nc, "widths": list(self.widths), "last_width": self.last_width}
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = image

@@ -7,6 +7,8 @@ load with a plain ``load_state_dict``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -168,6 +170,19 @@ class OasisGenerator(nn.Module):
         )
         self.fc = nn.Conv2d(cond_nc, widths[0], 3, padding=1)
 
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments, so the network can be rebuilt (e.g. for a release file)."""
+        return {
+            "semantic_nc": self.semantic_nc,
+            "channels": self.channels,
+            "z_dim": self.latent_dim if self.noise else 64,
+            "noise": self.noise,
+            "norm": self.norm,
+            "spade_kernel": self.spade_kernel,
+            "spade_hidden": self.spade_hidden,
+            "start_size": list(self.start_size) if self.start_size is not None else None,
+        }
+
     def conditioning(self, semantics: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """The map every SPADE sees: cat(z expanded to H×W, semantics) — noise channels first."""
         if not self.noise:
@@ -182,7 +197,7 @@ class OasisGenerator(nn.Module):
             z = z.view(b, self.z_dim, 1, 1).expand(b, self.z_dim, h, w)
         elif z.dim() != 4 or z.shape != (b, self.z_dim, h, w):
             raise ValueError(f"z must be ({b}, {self.z_dim}) or ({b}, {self.z_dim}, {h}, {w}), got {tuple(z.shape)}")
-        return torch.cat([z.to(semantics.dtype), semantics], dim=1)
+        return torch.cat([z.to(device=semantics.device, dtype=semantics.dtype), semantics], dim=1)
 
     def forward(self, semantics: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         seg = self.conditioning(semantics, z)
