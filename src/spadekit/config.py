@@ -148,6 +148,9 @@ class DataConfig:
     """Size of the crop (training); at test time images are resized to the model size."""
     no_flip: bool = False
     """Disable random horizontal flips."""
+    label_offset: int = 0
+    """Added to every label id read from disk; with an offset, the don't-care value 255 becomes
+    class 0 (OASIS's COCO-Stuff convention: raw id v is class v+1, 255 is class 0 "unknown")."""
     palette: str | None = None
     """Optional palette file (JSON: ``{"names": [...], "colors": [[r,g,b], ...]}``) for colour-coded labels."""
     class_names: list[str] | None = None
@@ -166,6 +169,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check_choice("data.preprocess", self.preprocess, PreprocessMode)
         _check(self.load_size >= 1 and self.crop_size >= 1, "data.load_size and data.crop_size must be >= 1")
+        _check(0 <= self.label_offset < 255, "data.label_offset must be in 0..254")
 
 
 @dataclass
@@ -391,6 +395,8 @@ def _from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
         for key in [k for k in values if k in sections]:
             chosen[key] = _coerce(values.pop(key) or {}, sections[key], key)
         config = _from_dict_plain(cls, values, where, hints, names)
+        if config.method in sections and config.method not in chosen:
+            chosen[config.method] = sections[config.method]()  # a method's section is always written out
         config.sections.update(chosen)
         from spadekit.methods import check_config
 

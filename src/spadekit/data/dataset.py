@@ -121,6 +121,13 @@ def check_label_ids(ids: np.ndarray, label_nc: int, contain_dontcare: bool, path
     raise DataError(f"{path}: label ids {shown} are out of range (model.label_nc={label_nc}; allowed {allowed})")
 
 
+def shift_label_ids(ids: np.ndarray, offset: int) -> np.ndarray:
+    """Raw ids ``v`` → ``v + offset``, and the don't-care value 255 → 0 (see ``data.label_offset``)."""
+    shifted = ids.astype(np.int64) + offset
+    shifted[ids == DONTCARE] = 0
+    return shifted
+
+
 def _finish(
     label: torch.Tensor, image: torch.Tensor, instance: torch.Tensor | None, label_nc: int, contain_dontcare: bool, path: str
 ) -> dict[str, Any]:
@@ -146,8 +153,10 @@ class PairedDataset(Dataset):
         preprocess: Preprocess,
         palette: Palette | None = None,
         class_names: Sequence[str] | None = None,
+        label_offset: int = 0,
     ) -> None:
         self.samples = list(samples)
+        self.label_offset = label_offset
         self.label_nc = label_nc
         self.contain_dontcare = contain_dontcare
         self.use_instance = use_instance
@@ -174,6 +183,9 @@ class PairedDataset(Dataset):
                     f"({label.size[0]}x{label.size[1]})"
                 )
         ids = np.asarray(label)
+        if self.label_offset:
+            ids = shift_label_ids(ids, self.label_offset)
+            label = Image.fromarray(ids.astype(np.uint8 if int(ids.max(initial=0)) < 256 else np.int32))
         check_label_ids(ids, self.label_nc, self.contain_dontcare, sample.label)
         label_t, image_t, instance_t = transform_triplet(label, image.convert("RGB"), instance, self.preprocess)
         return _finish(label_t, image_t, instance_t, self.label_nc, self.contain_dontcare, str(sample.image))
@@ -292,7 +304,8 @@ def open_dataset(
     elif data.format in ("folder", "toy") and (root / "palette.json").is_file():
         palette = load_palette(root / "palette.json")
     return PairedDataset(
-        scan.samples, model.label_nc, model.contain_dontcare, model.use_instance, preprocess, palette, data.class_names
+        scan.samples, model.label_nc, model.contain_dontcare, model.use_instance, preprocess, palette, data.class_names,
+        data.label_offset,
     )
 
 

@@ -7,9 +7,12 @@ from spadekit.methods.oasis.convert import load_official_oasis, write_official_o
 from spadekit.methods.oasis.discriminator import OasisDiscriminator
 from spadekit.methods.oasis.ema import refresh_batchnorm_stats, update_ema_official
 from spadekit.methods.oasis.generator import OasisGenerator, class_mask, official_start_size, region_noise
+from spadekit.methods.oasis.method import OASIS, OasisOptions
 from spadekit.methods.oasis.objective import OasisObjective
 
 __all__ = [
+    "OASIS",
+    "OasisOptions",
     "OasisDiscriminator",
     "OasisGenerator",
     "OasisObjective",
