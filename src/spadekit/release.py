@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -19,7 +18,7 @@ from torch import nn
 
 from spadekit.config import Config, config_from_dict
 from spadekit.errors import CheckpointError, ConfigError, SpadekitError
-from spadekit.io import read_format_json
+from spadekit.io import make_temp_dir, read_format_json
 
 FORMAT_NAME = "spadekit-model"
 FORMAT_VERSION = 1
@@ -28,12 +27,18 @@ PARTS = ("generator", "discriminator", "encoder")
 
 @dataclass
 class SpadeModel:
-    """A loaded model: its resolved config and networks (discriminator/encoder may be None)."""
+    """A loaded model: its resolved config and networks (discriminator/encoder may be None).
+
+    ``provenance`` says where the weights come from, e.g. for a training run
+    ``{"generator": "ema" | "raw", "steps": N, "ema_decay": ..., "ema_horizon_reached": ...}``;
+    it is stored in ``config.json`` and read back (None when the model says nothing).
+    """
 
     config: Config
     generator: nn.Module
     discriminator: nn.Module | None = None
     encoder: nn.Module | None = None
+    provenance: dict | None = None
 
     @property
     def class_names(self) -> list[str]:
@@ -72,15 +77,14 @@ def save_model(model: SpadeModel, directory: str | Path) -> Path:
 
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    staging.chmod(0o755)
+    staging = make_temp_dir(directory.parent, prefix=f".{directory.name}.")  # the umask's mode, as mkdir gives
     try:
         meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "config": model.config.to_dict()}
+        if model.provenance:
+            meta["provenance"] = model.provenance
         (staging / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
         for name, network in model.networks().items():
             save_file(_state_for_safetensors(network), str(staging / f"{name}.safetensors"), metadata={"format": "pt"})
-        for file in staging.iterdir():
-            file.chmod(0o644)
         if directory.exists():
             backup = directory.with_name(f".{directory.name}.old")
             shutil.rmtree(backup, ignore_errors=True)
@@ -116,14 +120,21 @@ def resolve_model_path(path_or_name: str | Path) -> Path:
 
 
 def read_config(directory: Path) -> Config:
+    return _read_meta(directory)[0]
+
+
+def _read_meta(directory: Path) -> tuple[Config, dict | None]:
+    """(config, provenance) from a release directory's ``config.json``."""
     config_path = directory / "config.json"
     meta = read_format_json(config_path, FORMAT_NAME, FORMAT_VERSION, "spadekit model")
     if "config" not in meta:
         raise CheckpointError(f"{config_path}: has no 'config' section")
     try:
-        return config_from_dict(meta["config"])
+        config = config_from_dict(meta["config"])
     except ConfigError as exc:
         raise CheckpointError(f"{config_path}: {exc}") from None
+    provenance = meta.get("provenance")
+    return config, provenance if isinstance(provenance, dict) else None
 
 
 def load_state_into(
@@ -188,7 +199,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", preset: str
         return model.to(device).eval()
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: not a model directory")
-    config = read_config(directory)
+    config, provenance = _read_meta(directory)
     if overrides:
         raise ConfigError("overrides apply to official checkpoints only; a release model carries its own config")
     try:
@@ -206,5 +217,5 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", preset: str
         if path_e.exists():
             load_state_into(encoder, _read_safetensors(path_e), path_e)
             parts["encoder"] = encoder
-    model = SpadeModel(config=config, **parts)
+    model = SpadeModel(config=config, **parts, provenance=provenance)
     return model.to(device).eval()

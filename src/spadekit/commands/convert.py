@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from spadekit.commands._options import add_set_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -22,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     official.add_argument("directory", help="folder holding latest_net_G.pth (e.g. checkpoints/coco_pretrained)")
     official.add_argument("--preset", default="custom", help="layout preset: cityscapes, ade20k, ade20k-outdoor, coco, custom (default)")
-    official.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. model.use_instance=true")
+    add_set_option(official, "config overrides, e.g. --set model.use_instance=true")
     official.add_argument("--out", required=True, help="release model directory to write")
     official.set_defaults(handler=run_official)
 

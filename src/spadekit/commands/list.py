@@ -6,7 +6,12 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("list", help="show registered networks and presets")
+    parser = subparsers.add_parser(
+        "list",
+        help="show registered networks and presets",
+        description="List the registered generator and discriminator architectures (the names model.generator "
+        "accepts) and the shipped presets (the names --preset accepts).",
+    )
     parser.set_defaults(handler=run)
 
 

@@ -37,7 +37,8 @@ from spadekit.training.distributed import (
     resolve_device,
     wrap_ddp,
 )
-from spadekit.training.ema import EMA
+from spadekit.data.transforms import check_training_sizes
+from spadekit.training.ema import EMA, ema_horizon
 from spadekit.training.gallery import colorize_labels
 from spadekit.training.monitor import Monitor, Silent
 from spadekit.training.sampling import EpochSampler, SeededSamples, epoch_layout
@@ -72,6 +73,7 @@ class LoopOptions:
     channels_last: bool = False
     compile: bool = False
     ema_decay: float = 0.0
+    ema_warmup: bool = True
     seed: int = 0
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
@@ -159,7 +161,7 @@ class Trainer:
         if self.vgg is not None and options.channels_last:
             self.vgg = self.vgg.to(memory_format=torch.channels_last)
         # The EMA copy is taken before any forward pass (spectral norm's cached weight cannot be deep-copied after one).
-        self.ema = EMA(self.G, options.ema_decay) if options.ema_decay > 0 else None
+        self.ema = EMA(self.G, options.ema_decay, options.ema_warmup) if options.ema_decay > 0 else None
 
         # -- optimisers: the encoder trains with the generator
         fused = self.device.type == "cuda"
@@ -212,23 +214,7 @@ class Trainer:
         """Restore a checkpoint written by :meth:`checkpoint` (same model, batch layout and seed)."""
         from spadekit.release import load_state_into
 
-        saved = state.get("config", {})
-        here = self.config.to_dict()
-        for section, key in [("model", None), ("train", "batch_size"), ("train", "grad_accum"), ("train", "seed")]:
-            theirs = saved.get(section, {}) if key is None else saved.get(section, {}).get(key)
-            ours = here[section] if key is None else here[section][key]
-            if theirs != ours:
-                if key is None:
-                    diff = [f"model.{k}={theirs.get(k)!r} (now {v!r})" for k, v in ours.items() if theirs.get(k) != v]
-                    what = ", ".join(diff[:3]) or "model section"
-                else:
-                    what = f"{section}.{key}={theirs!r} (now {ours!r})"
-                raise CheckpointError(f"{source}: written by a run with {what}; resume with the same options or use a new --out")
-        if int(state.get("steps_per_epoch", -1)) != self.options.steps_per_epoch:
-            raise CheckpointError(
-                f"{source}: the run had {state.get('steps_per_epoch')} steps per epoch, now "
-                f"{self.options.steps_per_epoch} (the dataset changed size); use a new --out"
-            )
+        ckpt.check_resumable(state, self.config.to_dict(), self.options.steps_per_epoch, source)
         load_state_into(self.G, state["generator"], source)
         load_state_into(self.D, state["discriminator"], source)
         if self.E is not None:
@@ -242,7 +228,7 @@ class Trainer:
             if self.ema is not None:
                 if state.get("ema") is None:
                     raise CheckpointError(f"{source}: has no EMA generator but train.ema_decay > 0")
-                self.ema.load_state_dict(state["ema"])
+                self.ema.load_state_dict(state["ema"], updates=int(state["step"]))
         except (KeyError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{source}: optimiser or EMA state does not fit ({str(exc).splitlines()[0]})") from None
         self.step = int(state["step"])
@@ -269,11 +255,13 @@ class Trainer:
         return self.last_checkpoint
 
     def save_release(self) -> Path:
-        """``RUN_DIR/model``: the release format (EMA generator when EMA is on)."""
+        """``RUN_DIR/model``: the release format (EMA generator when EMA is on); its config.json
+        records which generator it holds (:func:`release_provenance`)."""
         from spadekit.release import SpadeModel
 
         generator = self.ema.module if self.ema is not None else self.G
-        model = SpadeModel(self.config, generator=generator, discriminator=self.D, encoder=self.E)
+        provenance = release_provenance(self.options, self.step)
+        model = SpadeModel(self.config, generator=generator, discriminator=self.D, encoder=self.E, provenance=provenance)
         return model.save(self.run_dir / "model")
 
     # ------------------------------------------------------------------ loop
@@ -455,10 +443,32 @@ class Plan:
             )
         lines.append(
             f"lr G {o.lr_G:g} D {o.lr_D:g}, betas {o.betas}; decay over epochs {o.epochs}..{o.epochs + o.epochs_decay}"
-            + (f"; EMA {o.ema_decay}" if o.ema_decay else "")
         )
+        lines.append(describe_release(o))
         lines.append(f"checkpoint every {o.checkpoint_every} (keep {o.keep_checkpoints}), log every {o.log_every}, images every {o.image_every}")
         return "\n".join(lines)
+
+
+def describe_release(options: LoopOptions) -> str:
+    """The plan's line saying which generator ``RUN_DIR/model`` will hold."""
+    o = options
+    if not o.ema_decay:
+        return "release model/: the raw generator (train.ema_decay=0: no EMA)"
+    ramp = ", warm-up min(decay, (1+t)/(10+t))" if o.ema_warmup else ", no warm-up"
+    line = f"release model/: the EMA generator (decay {o.ema_decay}{ramp}; horizon {ema_horizon(o.ema_decay)} steps)"
+    if o.total_steps < ema_horizon(o.ema_decay):
+        line += f"; warning: {o.total_steps} steps is shorter than the EMA horizon, the EMA will lag the raw generator"
+    return line
+
+
+def release_provenance(options: LoopOptions, step: int) -> dict[str, Any]:
+    """What a release made at ``step`` holds, for its config.json: which generator, after how many steps."""
+    o = options
+    info: dict[str, Any] = {"generator": "ema" if o.ema_decay else "raw", "steps": int(step)}
+    if o.ema_decay:
+        horizon = ema_horizon(o.ema_decay)
+        info.update(ema_decay=o.ema_decay, ema_warmup=o.ema_warmup, ema_horizon=horizon, ema_horizon_reached=step >= horizon)
+    return info
 
 
 def loop_options(config: Config, world_size: int, dataset_size: int, steps: int | None = None) -> LoopOptions:
@@ -495,6 +505,7 @@ def loop_options(config: Config, world_size: int, dataset_size: int, steps: int 
         channels_last=t.channels_last,
         compile=t.compile,
         ema_decay=t.ema_decay,
+        ema_warmup=t.ema_warmup,
         seed=t.seed,
         checkpoint_every=every(t.checkpoint_every),
         keep_checkpoints=max(1, t.keep_checkpoints),
@@ -582,6 +593,7 @@ def build_trainer(
     env = env or DistEnv(device=resolve_device(None))
     run_dir = Path(run_dir)
     say = log if env.is_main else (lambda _text: None)
+    check_training_sizes(config.model, config.data)  # before anything is built or read
 
     vgg = build_vgg(config)  # before anything else: a missing weights file stops the run before step 1
     if dataset is None:
@@ -605,6 +617,8 @@ def build_trainer(
             chosen = broadcast_object(str(found[0]) if found else None, env)
         if chosen is not None:
             resume_from = (Path(chosen), ckpt.load_checkpoint(chosen))
+            # Refuse an incompatible resume before config.json is rewritten: the record must keep matching the checkpoints.
+            ckpt.check_resumable(resume_from[1], config.to_dict(), options.steps_per_epoch, resume_from[0])
 
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
