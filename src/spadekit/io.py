@@ -37,6 +37,13 @@ def current_umask() -> int:
     return mask
 
 
+def umask_mode(path: Path) -> None:
+    """Give ``path`` the mode ``open()`` / ``mkdir()`` would have given it under the current umask
+    (for writers that create their own private file, such as safetensors' ``save_file``)."""
+    path = Path(path)
+    path.chmod((0o777 if path.is_dir() else 0o666) & ~current_umask())
+
+
 def make_temp_file(directory: Path, prefix: str, suffix: str = ".tmp") -> Path:
     """An empty temporary file in ``directory`` with the mode ``open()`` would give (0666 & ~umask)."""
     fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
@@ -65,6 +72,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     tmp = make_temp_file(path.parent, prefix=f".{path.name}.")
     try:
         write(tmp)
+        umask_mode(tmp)  # again: some writers replace the file with a private one of their own
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -18,7 +18,7 @@ from torch import nn
 
 from spadekit.config import Config, config_from_dict
 from spadekit.errors import CheckpointError, ConfigError, SpadekitError
-from spadekit.io import make_temp_dir, read_format_json
+from spadekit.io import make_temp_dir, read_format_json, umask_mode
 
 FORMAT_NAME = "spadekit-model"
 FORMAT_VERSION = 1
@@ -85,6 +85,7 @@ def save_model(model: SpadeModel, directory: str | Path) -> Path:
         (staging / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
         for name, network in model.networks().items():
             save_file(_state_for_safetensors(network), str(staging / f"{name}.safetensors"), metadata={"format": "pt"})
+            umask_mode(staging / f"{name}.safetensors")  # safetensors writes a private (0600) file
         if directory.exists():
             backup = directory.with_name(f".{directory.name}.old")
             shutil.rmtree(backup, ignore_errors=True)
