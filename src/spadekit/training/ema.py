@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,6 +25,26 @@ def ema_horizon(decay: float) -> int:
     """Steps the average spans, ``1 / (1 - decay)`` (1000 for 0.999): a run shorter than this
     releases an EMA that still lags the live generator."""
     return math.ceil(1.0 / (1.0 - decay))
+
+
+def describe_release(decay: float, warmup: bool, total_steps: int) -> str:
+    """The training plan's line saying which generator the run's release model will hold."""
+    if not decay:
+        return "release model/: the raw generator (train.ema_decay=0: no EMA)"
+    ramp = ", warm-up min(decay, (1+t)/(10+t))" if warmup else ", no warm-up"
+    line = f"release model/: the EMA generator (decay {decay}{ramp}; horizon {ema_horizon(decay)} steps)"
+    if total_steps < ema_horizon(decay):
+        line += f"; warning: {total_steps} steps is shorter than the EMA horizon, the EMA will lag the raw generator"
+    return line
+
+
+def release_provenance(decay: float, warmup: bool, step: int) -> dict[str, Any]:
+    """What a release made at ``step`` holds, for its config.json: which generator, after how many steps."""
+    info: dict[str, Any] = {"generator": "ema" if decay else "raw", "steps": int(step)}
+    if decay:
+        horizon = ema_horizon(decay)
+        info.update(ema_decay=decay, ema_warmup=warmup, ema_horizon=horizon, ema_horizon_reached=step >= horizon)
+    return info
 
 
 class EMA:

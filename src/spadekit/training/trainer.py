@@ -38,7 +38,7 @@ from spadekit.training.distributed import (
     wrap_ddp,
 )
 from spadekit.data.transforms import check_training_sizes
-from spadekit.training.ema import EMA, ema_horizon
+from spadekit.training.ema import EMA, describe_release, release_provenance
 from spadekit.training.gallery import colorize_labels
 from spadekit.training.monitor import Monitor, Silent
 from spadekit.training.sampling import EpochSampler, SeededSamples, epoch_layout
@@ -260,7 +260,7 @@ class Trainer:
         from spadekit.release import SpadeModel
 
         generator = self.ema.module if self.ema is not None else self.G
-        provenance = release_provenance(self.options, self.step)
+        provenance = release_provenance(self.options.ema_decay, self.options.ema_warmup, self.step)
         model = SpadeModel(self.config, generator=generator, discriminator=self.D, encoder=self.E, provenance=provenance)
         return model.save(self.run_dir / "model")
 
@@ -444,31 +444,9 @@ class Plan:
         lines.append(
             f"lr G {o.lr_G:g} D {o.lr_D:g}, betas {o.betas}; decay over epochs {o.epochs}..{o.epochs + o.epochs_decay}"
         )
-        lines.append(describe_release(o))
+        lines.append(describe_release(o.ema_decay, o.ema_warmup, o.total_steps))
         lines.append(f"checkpoint every {o.checkpoint_every} (keep {o.keep_checkpoints}), log every {o.log_every}, images every {o.image_every}")
         return "\n".join(lines)
-
-
-def describe_release(options: LoopOptions) -> str:
-    """The plan's line saying which generator ``RUN_DIR/model`` will hold."""
-    o = options
-    if not o.ema_decay:
-        return "release model/: the raw generator (train.ema_decay=0: no EMA)"
-    ramp = ", warm-up min(decay, (1+t)/(10+t))" if o.ema_warmup else ", no warm-up"
-    line = f"release model/: the EMA generator (decay {o.ema_decay}{ramp}; horizon {ema_horizon(o.ema_decay)} steps)"
-    if o.total_steps < ema_horizon(o.ema_decay):
-        line += f"; warning: {o.total_steps} steps is shorter than the EMA horizon, the EMA will lag the raw generator"
-    return line
-
-
-def release_provenance(options: LoopOptions, step: int) -> dict[str, Any]:
-    """What a release made at ``step`` holds, for its config.json: which generator, after how many steps."""
-    o = options
-    info: dict[str, Any] = {"generator": "ema" if o.ema_decay else "raw", "steps": int(step)}
-    if o.ema_decay:
-        horizon = ema_horizon(o.ema_decay)
-        info.update(ema_decay=o.ema_decay, ema_warmup=o.ema_warmup, ema_horizon=horizon, ema_horizon_reached=step >= horizon)
-    return info
 
 
 def loop_options(config: Config, world_size: int, dataset_size: int, steps: int | None = None) -> LoopOptions:
