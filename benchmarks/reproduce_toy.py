@@ -7,7 +7,7 @@ and that look more real (FID) than feeding it to the first layer of an encoder-d
 comparison in the built-in toy world, small enough for a laptop CPU:
 
 1. a toy segmenter (the bundled one, ``--segmenter PATH``, or one trained here with
-   ``spadekit toy-segmenter``),
+   ``spadekit toy segmenter``),
 2. ``spadekit train`` twice with the same budget (steps, batch, size, losses, optimiser): SPADE
    and ``model.generator=pix2pixhd`` (instance norm, as pix2pixHD; residual blocks chosen so both
    generators have about the same number of parameters),
@@ -138,7 +138,6 @@ def _sample_grid(models: dict[str, Path], segmenter_dir: Path, size: int, rows: 
     grid = make_grid(cells, nrow=len(columns), padding=4, pad_value=1.0, normalize=True, value_range=(-1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     save_png(grid, path)
-    path.chmod(0o644)  # written through a private temp file
 
 
 def _fmt(value: float | None, percent: bool = False) -> str:
@@ -358,7 +357,7 @@ def main() -> int:
     else:
         seg_source = "trained here"
         segmenter_dir = work / "segmenter"
-        command = record(_cli("toy-segmenter", "--out", str(segmenter_dir), "--steps", str(args.segmenter_steps),
+        command = record(_cli("toy", "segmenter", "--out", str(segmenter_dir), "--steps", str(args.segmenter_steps),
                               "--batch-size", str(args.segmenter_batch_size), "--size", str(args.size),
                               "--device", args.device, "--no-progress"))
         if not (args.reuse and (REPO / segmenter_dir / "segmenter.safetensors").is_file()):

@@ -58,11 +58,7 @@ def take_screenshot(
             png = page.screenshot(full_page=False)
         finally:
             browser.close()
-    def write(tmp: Path) -> None:
-        tmp.write_bytes(png)
-        tmp.chmod(0o644)
-
-    atomic_write(out, write)
+    atomic_write(out, lambda tmp: tmp.write_bytes(png))
     return out
 
 

@@ -153,7 +153,7 @@ def test_missing_and_corrupt_files_are_named(tmp_path):
 
 def test_command_trains_saves_and_reports(tmp_path, capsys):
     out = tmp_path / "seg"
-    code = main(["toy-segmenter", "--out", str(out), "--steps", "3", "--size", "32", "--width", "4",
+    code = main(["toy", "segmenter", "--out", str(out), "--steps", "3", "--size", "32", "--width", "4",
                  "--batch-size", "4", "--train-scenes", "6", "--val-scenes", "3", "--no-progress"])
     assert code == 0
     config = json.loads((out / CONFIG_FILE).read_text())
@@ -168,6 +168,6 @@ def test_command_trains_saves_and_reports(tmp_path, capsys):
 
 @pytest.mark.parametrize("extra, message", [(["--size", "30"], "--size 30"), (["--scales", "1,x"], "--scales 1,x")])
 def test_command_rejects_bad_options(tmp_path, capsys, extra, message):
-    assert main(["toy-segmenter", "--out", str(tmp_path / "x"), *extra]) == 2
+    assert main(["toy", "segmenter", "--out", str(tmp_path / "x"), *extra]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

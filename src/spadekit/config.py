@@ -18,6 +18,9 @@ import yaml
 
 from spadekit.errors import ConfigError
 
+MAX_SEED = 2**63 - 1
+"""Seeds lie in ``0 .. 2**63-1`` everywhere (also :data:`spadekit.data.inputs.MAX_SEED`)."""
+
 NormName = Literal["batch", "syncbatch", "instance", "none"]
 UpsamplingMode = Literal["normal", "more", "most"]
 GanMode = Literal["hinge", "ls", "original", "w"]
@@ -170,6 +173,7 @@ class DataConfig:
         _check_choice("data.preprocess", self.preprocess, PreprocessMode)
         _check(self.load_size >= 1 and self.crop_size >= 1, "data.load_size and data.crop_size must be >= 1")
         _check(0 <= self.label_offset < 255, "data.label_offset must be in 0..254")
+        _check(0 <= self.toy_seed <= MAX_SEED, f"data.toy_seed={self.toy_seed} is not a seed: seeds lie in 0..2**63-1")
 
 
 @dataclass
@@ -231,7 +235,12 @@ class TrainConfig:
     compile: bool = False
     """Compile the networks with ``torch.compile``."""
     ema_decay: float = 0.0
-    """Keep an exponential moving average of G with this decay (0 disables)."""
+    """Keep an exponential moving average of G with this decay (0 disables); the release model is then
+    the EMA generator. It averages over about ``1 / (1 - ema_decay)`` steps (1000 for 0.999)."""
+    ema_warmup: bool = True
+    """Ramp the EMA decay up as ``min(ema_decay, (1 + t) / (10 + t))`` at step ``t``, so the average
+    follows the live generator early on instead of holding mostly random initial weights (a short
+    run would otherwise release a flat grey model). Off: the full decay from the first step."""
     grad_accum: int = 1
     """Accumulate gradients over this many micro-batches per optimiser step."""
     checkpoint_every: int = 1000
@@ -245,6 +254,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "train.batch_size must be >= 1")
+        _check(0 <= self.seed <= MAX_SEED, f"train.seed={self.seed} is not a seed: seeds lie in 0..2**63-1")
         _check(self.grad_accum >= 1, "train.grad_accum must be >= 1")
         _check(0.0 <= self.ema_decay < 1.0, "train.ema_decay must be in [0, 1)")
         _check(self.precision in ("fp32", "bf16", "fp16"), "train.precision must be fp32, bf16 or fp16")

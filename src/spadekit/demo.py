@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 from PIL import Image
 
 from spadekit.data.palette import ids_to_colors
+from spadekit.io import make_temp_file
 
 
 @dataclass
@@ -49,10 +49,9 @@ def save_images(images: dict[Path, Image.Image]) -> None:
     try:
         for path, image in images.items():
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            os.close(fd)
-            temps.append((Path(name), path))
-            image.save(name, format="PNG")
+            tmp = make_temp_file(path.parent, prefix=f".{path.name}.")
+            temps.append((tmp, path))
+            image.save(tmp, format="PNG")
         for tmp, path in temps:
             os.replace(tmp, path)
     except BaseException:

@@ -26,3 +26,11 @@ class DataError(SpadekitError):
 
 class MissingWeightsError(SpadekitError):
     """Pretrained weights that a feature needs (VGG19, Inception, a segmenter) are not on disk."""
+
+
+class InputTooLargeError(DataError):
+    """An input picture (or a requested size) is over the limits (the studio answers 413)."""
+
+
+class UnsupportedFormatError(DataError):
+    """An input file is not a picture, or not in a format accepted for its role (the studio answers 415)."""

@@ -14,162 +14,34 @@ Conventions:
   itself is used, so the edges are the class boundaries.
 * Sample ``k`` of every map draws its latent from ``seed + k`` (the same seed → the same style for
   every map and identical bytes on every call). Models without a VAE are deterministic: the seed
-  and ``num_samples`` change nothing.
+  and ``num_samples`` change nothing. Seeds lie in ``0 .. 2**63-1`` (:mod:`spadekit.data.inputs`).
+
+Reading and validating label maps (files, formats, colours, ids) is :mod:`spadekit.data.label_maps`,
+shared with ``spadekit synthesize`` and the studio.
 """
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Sequence
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from spadekit.config import Config
+from spadekit.data.inputs import check_seed
+from spadekit.data.label_maps import ImageLike, check_ids, class_index, image_to_ids, image_to_tensor, resize_ids
 from spadekit.data.labels import instance_edges
-from spadekit.data.palette import DONTCARE, Palette, colors_to_ids, default_colors, make_palette
+from spadekit.data.palette import Palette, default_colors, make_palette
 from spadekit.errors import DataError
 from spadekit.release import SpadeModel, load_model
-
-ImageLike = Union[Image.Image, np.ndarray, torch.Tensor, str, Path]
-
-
-def read_image(path: str | Path, source: str | None = None) -> Image.Image:
-    """Open a picture fully (so a truncated file fails here), or raise :class:`DataError` naming it."""
-    path = Path(path)
-    name = source or str(path)
-    if not path.is_file():
-        raise DataError(f"{name}: file not found")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img.copy()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{name}: not a readable image ({first})") from None
-
-
-def _integral(array: np.ndarray, source: str, what: str) -> np.ndarray:
-    if array.dtype.kind in "ui":
-        return array.astype(np.int64)
-    if array.dtype.kind == "b":
-        return array.astype(np.int64)
-    if array.dtype.kind == "f" and np.all(np.isfinite(array)) and np.all(array == np.round(array)):
-        return array.astype(np.int64)
-    raise DataError(f"{source}: {what} must hold integer ids, got {array.dtype} values")
-
-
-def _as_pil_or_array(img: ImageLike, source: str) -> Image.Image | np.ndarray | torch.Tensor:
-    if isinstance(img, (str, Path)):
-        return read_image(img)
-    return img
-
-
-def image_to_ids(img: ImageLike, palette: Palette | None, source: str, what: str = "label map") -> torch.Tensor:
-    """Any supported picture → (H, W) int64 ids (no validation against a model).
-
-    Integer maps (PIL modes L, P, I, I;16, 1; 2-D arrays/tensors; (1, H, W) tensors) are read as ids.
-    RGB(A) pictures ((H, W, 3) arrays, (3, H, W) tensors) are colour-coded: with ``palette`` they are
-    mapped to ids by exact colour (255 for the palette's don't-care colour); without one (instance
-    maps) every distinct colour becomes its own id.
-    """
-    img = _as_pil_or_array(img, source)
-    if isinstance(img, torch.Tensor):
-        t = img.detach()
-        if t.dim() == 3 and t.shape[0] == 1:
-            t = t[0]
-        if t.dim() == 2:
-            if t.dtype.is_floating_point:
-                if not bool(torch.all(t == t.round())):
-                    raise DataError(f"{source}: {what} must hold integer ids, got fractional values")
-            return t.long()
-        if t.dim() == 3 and t.shape[0] in (3, 4):
-            img = t[:3].permute(1, 2, 0).cpu().numpy()
-        elif t.dim() == 3 and t.shape[-1] in (3, 4):
-            img = t.cpu().numpy()
-        else:
-            raise DataError(f"{source}: a {what} tensor must be (H, W), (1, H, W) or RGB (3, H, W); got {tuple(t.shape)}")
-    if isinstance(img, Image.Image):
-        if img.mode in ("RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
-            rgb = np.asarray(img.convert("RGB"))
-            return _colors(rgb, palette, source)
-        if img.mode == "LA":
-            img = img.getchannel("L")
-        array = np.asarray(img)
-        if array.ndim != 2:
-            raise DataError(f"{source}: unsupported image mode {img.mode!r} for a {what}")
-        return torch.from_numpy(_integral(array, source, what))
-    if isinstance(img, np.ndarray):
-        if img.ndim == 3 and img.shape[0] == 1:
-            img = img[0]
-        if img.ndim == 2:
-            return torch.from_numpy(_integral(img, source, what))
-        if img.ndim == 3 and img.shape[-1] in (3, 4):
-            rgb = img[..., :3]
-            if rgb.dtype != np.uint8:
-                if rgb.dtype.kind == "f" or rgb.min(initial=0) < 0 or rgb.max(initial=0) > 255:
-                    raise DataError(f"{source}: a colour-coded {what} must be uint8 RGB, got {rgb.dtype}")
-                rgb = rgb.astype(np.uint8)
-            return _colors(rgb, palette, source)
-        raise DataError(f"{source}: a {what} array must be (H, W) ids or (H, W, 3) colours; got shape {img.shape}")
-    raise DataError(f"{source}: cannot read a {what} from a {type(img).__name__}")
-
-
-def _colors(rgb: np.ndarray, palette: Palette | None, source: str) -> torch.Tensor:
-    if palette is None:  # instance maps: one id per distinct colour
-        packed = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
-        return torch.from_numpy(np.unique(packed, return_inverse=True)[1].reshape(packed.shape).astype(np.int64))
-    try:
-        return torch.from_numpy(colors_to_ids(np.ascontiguousarray(rgb), palette, source=source).astype(np.int64))
-    except DataError as exc:
-        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
-            raise DataError(f"{exc} (it looks like an id map saved as RGB: save it as a greyscale PNG)") from None
-        raise
-
-
-def image_to_tensor(img: ImageLike, size: tuple[int, int], source: str = "style") -> torch.Tensor:
-    """A photo (PIL, (H, W, 3) uint8 array, or (3, H, W) tensor in [-1, 1]) → (3, H, W) float in [-1, 1]
-    at ``size`` = (width, height) (bicubic, as the data pipeline resizes photos)."""
-    img = _as_pil_or_array(img, source)
-    if isinstance(img, torch.Tensor):
-        t = img.detach().float().cpu()
-        if t.dim() == 4 and t.shape[0] == 1:
-            t = t[0]
-        if t.dim() != 3 or t.shape[0] != 3:
-            raise DataError(f"{source}: a style tensor must be (3, H, W) in [-1, 1]; got {tuple(t.shape)}")
-        if tuple(t.shape[-2:]) != (size[1], size[0]):
-            t = F.interpolate(t[None], size=(size[1], size[0]), mode="bicubic", align_corners=False)[0].clamp(-1, 1)
-        return t
-    if isinstance(img, np.ndarray):
-        if img.ndim != 3 or img.shape[-1] not in (3, 4) or img.dtype != np.uint8:
-            raise DataError(f"{source}: a style array must be (H, W, 3) uint8; got {img.dtype} {img.shape}")
-        img = Image.fromarray(np.ascontiguousarray(img[..., :3]))
-    if not isinstance(img, Image.Image):
-        raise DataError(f"{source}: cannot read a style image from a {type(img).__name__}")
-    img = img.convert("RGB")
-    if img.size != tuple(size):
-        img = img.resize(tuple(size), Image.Resampling.BICUBIC)
-    array = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float()
-    return array / 127.5 - 1.0
 
 
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
     """(N, 3, H, W) in [-1, 1] → N RGB PIL images."""
     array = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return [Image.fromarray(a.permute(1, 2, 0).numpy()) for a in array]
-
-
-def _resize_ids(ids: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(H, W) ids → (height, width) with nearest neighbour at pixel centres (as PIL's NEAREST)."""
-    width, height = size
-    if tuple(ids.shape) == (height, width):
-        return ids
-    # float32 holds ids exactly up to 2**24 (16-bit instance maps included).
-    out = F.interpolate(ids[None, None].float(), size=(height, width), mode="nearest-exact")
-    return out[0, 0].long()
 
 
 class Pipeline:
@@ -296,30 +168,14 @@ class Pipeline:
         in its palette. The map keeps its size (resizing happens in :meth:`__call__`).
         """
         ids = image_to_ids(img, self._palette, source, "label map")
-        self._check_ids(ids, source)
-        return ids
-
-    def _check_ids(self, ids: torch.Tensor, source: str) -> None:
         m = self.config.model
-        known = ids < m.label_nc
-        if m.contain_dontcare:
-            known |= (ids == DONTCARE) | (ids == m.label_nc)
-        known &= ids >= 0
-        if not bool(known.all()):
-            bad = torch.unique(ids[~known]).tolist()
-            shown = ", ".join(map(str, bad[:8])) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
-            dontcare = "; 255 = don't care" if m.contain_dontcare else "; this model has no don't-care class"
-            raise DataError(
-                f"{source}: label id(s) {shown} not known to this model (it has {m.label_nc} classes, "
-                f"ids 0..{m.label_nc - 1}{dontcare})"
-            )
+        check_ids(ids, m.label_nc, m.contain_dontcare, source)
+        return ids
 
     def _class_index(self, ids: torch.Tensor) -> torch.Tensor:
         """Validated ids → channel indices (don't-care 255 → ``label_nc``)."""
         m = self.config.model
-        if m.contain_dontcare:
-            ids = ids.masked_fill(ids == DONTCARE, m.label_nc)
-        return ids
+        return class_index(ids, m.label_nc, m.contain_dontcare)
 
     def prepare(
         self,
@@ -344,14 +200,14 @@ class Pipeline:
         for i, (label, inst) in enumerate(zip(label_list, inst_list)):
             source = _source(label, "labels", i, len(label_list))
             ids = self.labels_from_image(label, source=source)
-            ids = _resize_ids(self._class_index(ids).to(self.device), self.size)
+            ids = resize_ids(self._class_index(ids).to(self.device), self.size)
             index.append(ids)
             if m.use_instance:
                 if inst is None:
                     inst_ids = ids  # no instance map: edges at class boundaries
                 else:
                     inst_ids = image_to_ids(inst, None, _source(inst, "instances", i, len(inst_list)), "instance map")
-                    inst_ids = _resize_ids(inst_ids.to(self.device), self.size)
+                    inst_ids = resize_ids(inst_ids.to(self.device), self.size)
                 edges.append(instance_edges(inst_ids[None, None])[0])
         index_t = torch.stack(index)
         edges_t = torch.stack(edges).to(self.dtype) if m.use_instance else None
@@ -393,6 +249,8 @@ class Pipeline:
                 f"{_source(styles[0], 'style', 0, 1)}: this model has no style encoder (trained without a VAE "
                 "or released without encoder.safetensors), so it cannot take a style image"
             )
+        if seed is not None:
+            seed = check_seed(seed, "seed", count=num_samples)
         if self.latent_dim is None:
             return None
         if seed is None:
@@ -432,7 +290,7 @@ class Pipeline:
         masks = []
         for i, item in enumerate(regions):
             ids = image_to_ids(item, None, _source(item, "region", i, len(regions)), "region mask")
-            masks.append(_resize_ids(ids, self.size) != 0)
+            masks.append(resize_ids(ids, self.size) != 0)
         mask = torch.stack(masks)
         if len(regions) == 1:
             mask = mask.expand(count, -1, -1)
@@ -543,20 +401,6 @@ def _source(item, default: str, index: int, count: int) -> str:
     return default if count == 1 else f"{default}[{index}]"
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"WxH"`` → (width, height); a ConfigError for anything else."""
-    from spadekit.errors import ConfigError
-
-    parts = str(text).lower().split("x")
-    try:
-        width, height = (int(p) for p in parts)
-    except ValueError:
-        raise ConfigError(f"size {text!r} must look like WIDTHxHEIGHT, e.g. 256x256") from None
-    if width < 1 or height < 1:
-        raise ConfigError(f"size {text!r} must be positive")
-    return width, height
-
-
 def model_at_size(model: SpadeModel, size: tuple[int, int]) -> SpadeModel:
     """The same weights rebuilt for another output size (width, height).
 
@@ -597,4 +441,4 @@ def model_at_size(model: SpadeModel, size: tuple[int, int]) -> SpadeModel:
         ) from None
     reference = next(iter(model.generator.state_dict().values()))
     generator.to(device=reference.device, dtype=reference.dtype).eval()
-    return SpadeModel(config=config, generator=generator, discriminator=None, encoder=model.encoder, info=model.info)
+    return SpadeModel(config=config, generator=generator, discriminator=None, encoder=model.encoder, provenance=model.provenance)

@@ -1,4 +1,11 @@
-"""File helpers: atomic writes and untrusted-checkpoint loading."""
+"""File helpers: atomic writes that respect the umask, and untrusted-checkpoint loading.
+
+``tempfile.mkstemp`` / ``mkdtemp`` create private files (0600) and folders (0700) whatever the
+umask. Everything spadekit writes goes through a temporary file or folder and is renamed into
+place, so :func:`make_temp_file` / :func:`make_temp_dir` give them the mode ``open()`` /
+``mkdir()`` would have given (``0666`` / ``0777`` minus the umask): outputs are as readable as any
+other file the user creates.
+"""
 
 from __future__ import annotations
 
@@ -15,18 +22,57 @@ import torch
 from spadekit.errors import CheckpointError, MissingWeightsError
 
 
+def current_umask() -> int:
+    """The process's umask. Read from ``/proc/self/status`` where possible: setting and restoring
+    it (the only portable way) races with threads that create files meanwhile."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def umask_mode(path: Path) -> None:
+    """Give ``path`` the mode ``open()`` / ``mkdir()`` would have given it under the current umask
+    (for writers that create their own private file, such as safetensors' ``save_file``)."""
+    path = Path(path)
+    path.chmod((0o777 if path.is_dir() else 0o666) & ~current_umask())
+
+
+def make_temp_file(directory: Path, prefix: str, suffix: str = ".tmp") -> Path:
+    """An empty temporary file in ``directory`` with the mode ``open()`` would give (0666 & ~umask)."""
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+    finally:
+        os.close(fd)
+    return Path(name)
+
+
+def make_temp_dir(directory: Path, prefix: str, suffix: str = "") -> Path:
+    """A temporary folder in ``directory`` with the mode ``mkdir()`` would give (0777 & ~umask)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=directory))
+    path.chmod(0o777 & ~current_umask())
+    return path
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, fsync it, then rename over ``path``.
 
     A reader (or a resumed run after SIGKILL) sees either the old file or the complete new one.
+    The file gets the umask's mode, as ``open()`` would give it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = make_temp_file(path.parent, prefix=f".{path.name}.")
     try:
         write(tmp)
+        umask_mode(tmp)  # again: some writers replace the file with a private one of their own
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -21,7 +20,7 @@ from torch import nn
 
 from spadekit.config import Config, config_from_dict
 from spadekit.errors import CheckpointError, ConfigError, SpadekitError
-from spadekit.io import read_format_json
+from spadekit.io import make_temp_dir, read_format_json, umask_mode
 
 FORMAT_NAME = "spadekit-model"
 FORMAT_VERSION = 1
@@ -31,23 +30,27 @@ PARTS = ("generator", "discriminator", "encoder")
 @dataclass
 class SpadeModel:
     """A loaded model of any method: its resolved config and networks (discriminator/encoder may be
-    None; ``extras`` holds a method's other parts by name). ``info`` records how the release was
-    made (e.g. ``{"step": 4000, "generator_weights": "ema"}``)."""
+    None; ``extras`` holds a method's other parts by name).
+
+    ``provenance`` says where the weights come from, e.g. for a training run
+    ``{"generator": "ema" | "raw", "steps": N, "ema_decay": ..., "ema_horizon_reached": ...}``;
+    it is stored in ``config.json`` and read back (None when the model says nothing).
+    """
 
     config: Config
     generator: nn.Module
     discriminator: nn.Module | None = None
     encoder: nn.Module | None = None
     extras: dict[str, nn.Module] = field(default_factory=dict)
-    info: dict = field(default_factory=dict)
+    provenance: dict | None = None
 
     @classmethod
-    def from_parts(cls, config: Config, parts: dict[str, nn.Module], info: dict | None = None) -> "SpadeModel":
+    def from_parts(cls, config: Config, parts: dict[str, nn.Module], provenance: dict | None = None) -> "SpadeModel":
         """A model from networks by part name (``generator`` is required)."""
         if "generator" not in parts:
             raise ValueError("a model needs a generator")
         extras = {k: v for k, v in parts.items() if k not in PARTS}
-        return cls(config, parts["generator"], parts.get("discriminator"), parts.get("encoder"), extras, dict(info or {}))
+        return cls(config, parts["generator"], parts.get("discriminator"), parts.get("encoder"), extras, provenance)
 
     @property
     def method(self):
@@ -99,17 +102,15 @@ def save_model(model: SpadeModel, directory: str | Path) -> Path:
 
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    staging.chmod(0o755)
+    staging = make_temp_dir(directory.parent, prefix=f".{directory.name}.")  # the umask's mode, as mkdir gives
     try:
         meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "config": model.config.to_dict()}
-        if model.info:
-            meta["release"] = model.info
+        if model.provenance:
+            meta["provenance"] = model.provenance
         (staging / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
         for name, network in model.networks().items():
             save_file(_state_for_safetensors(network), str(staging / f"{name}.safetensors"), metadata={"format": "pt"})
-        for file in staging.iterdir():
-            file.chmod(0o644)
+            umask_mode(staging / f"{name}.safetensors")  # safetensors writes a private (0600) file
         if directory.exists():
             backup = directory.with_name(f".{directory.name}.old")
             shutil.rmtree(backup, ignore_errors=True)
@@ -145,14 +146,21 @@ def resolve_model_path(path_or_name: str | Path) -> Path:
 
 
 def read_config(directory: Path) -> Config:
+    return _read_meta(directory)[0]
+
+
+def _read_meta(directory: Path) -> tuple[Config, dict | None]:
+    """(config, provenance) from a release directory's ``config.json``."""
     config_path = directory / "config.json"
     meta = read_format_json(config_path, FORMAT_NAME, FORMAT_VERSION, "spadekit model")
     if "config" not in meta:
         raise CheckpointError(f"{config_path}: has no 'config' section")
     try:
-        return config_from_dict(meta["config"])
+        config = config_from_dict(meta["config"])
     except ConfigError as exc:
         raise CheckpointError(f"{config_path}: {exc}") from None
+    provenance = meta.get("provenance")
+    return config, provenance if isinstance(provenance, dict) else None
 
 
 def load_state_into(
@@ -216,18 +224,16 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", preset: str
             return found.read(directory, preset, overrides or []).to(device).eval()
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: not a model directory")
-    config_path = directory / "config.json"
-    config = read_config(directory)
+    config, provenance = _read_meta(directory)
     if overrides:
         raise ConfigError("overrides apply to official checkpoints only; a release model carries its own config")
-    meta = read_format_json(config_path, FORMAT_NAME, FORMAT_VERSION, "spadekit model")
     try:
         from spadekit.methods import method_of
 
         method = method_of(config)
         networks = method.build_networks(config, False)
     except SpadekitError as exc:
-        raise CheckpointError(f"{config_path}: {exc}") from None
+        raise CheckpointError(f"{directory / 'config.json'}: {exc}") from None
     parts: dict[str, nn.Module] = {}
     for name, network in networks.items():
         weights = directory / f"{name}.safetensors"
@@ -236,5 +242,5 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", preset: str
             parts[name] = network
         elif name == "generator":
             raise CheckpointError(f"{weights}: file not found (a model needs its generator)")
-    model = SpadeModel.from_parts(config, parts, info=meta.get("release") or {})
+    model = SpadeModel.from_parts(config, parts, provenance)
     return model.to(device).eval()

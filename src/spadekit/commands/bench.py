@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from spadekit.commands._options import add_device_option
 from spadekit.commands.synthesize import DTYPES
 
 
@@ -21,11 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--preset", help="with --model: layout of official checkpoints; without: build this preset "
                         "(e.g. coco) with random weights for full-size timing "
                         "(PyTorch's default init, batch-norm statistics calibrated by one pass over the bench inputs)")
-    parser.add_argument("--size", help="WxH to run at (default: the model size; other sizes need a non-VAE model)")
+    parser.add_argument("--size", help="WxH to run at (default: the model size; other sizes need a non-VAE model; "
+                        "within the picture limits: 8..4096 pixels a side)")
     parser.add_argument("--batch", type=int, default=1, help="images per forward pass (default 1)")
     parser.add_argument("--iters", type=int, default=5, help="timed iterations per path (default 5; the median is reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed iterations per path first (default 1)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
+    add_device_option(parser)
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="weights and activations (bf16/fp16 for GPUs)")
     parser.add_argument("--compile", action="store_true", help="also torch.compile the fast path")
     parser.add_argument("--paths", default="plain,fast", help="comma-separated paths to time: plain, fast (default both)")
@@ -41,8 +43,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from spadekit.bench import format_report, run_bench
+    from spadekit.commands._options import pick_device
+    from spadekit.data.inputs import parse_size
     from spadekit.errors import ConfigError
-    from spadekit.inference import model_at_size, parse_size
+    from spadekit.inference import model_at_size
     from spadekit.io import atomic_write_text
 
     if args.threads:
@@ -52,15 +56,17 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--paths {args.paths!r}: choose from plain, fast")
     if args.batch < 1 or args.iters < 1:
         raise ConfigError("--batch and --iters must be >= 1")
+    size = parse_size(args.size, "--size") if args.size else None
+    device = pick_device(args.device)
     model = _load(args)
-    if args.size:
-        model = model_at_size(model, parse_size(args.size))
+    if size:
+        model = model_at_size(model, size)
     report = run_bench(
         model,
         batch=args.batch,
         iters=args.iters,
         warmup=args.warmup,
-        device=args.device,
+        device=device,
         dtype=getattr(torch, DTYPES[args.dtype]),
         compile=args.compile,
         paths=paths,

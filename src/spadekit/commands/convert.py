@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from spadekit.commands._options import add_set_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from spadekit.conversion import formats
@@ -27,8 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         )
         read.add_argument("directory", help=f"folder holding {fmt.files}")
         read.add_argument("--preset", default=None, help=f"layout preset (`spadekit list`; default {fmt.default_preset})")
-        read.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                          help="config overrides, e.g. --set model.use_instance=true")
+        add_set_option(read, "config overrides, e.g. --set model.use_instance=true")
         read.add_argument("--out", required=True, help="release model directory to write")
         read.set_defaults(handler=run_read, format_name=name)
         if fmt.write is not None:

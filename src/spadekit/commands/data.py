@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from spadekit.commands._options import add_set_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -25,10 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     check.add_argument("root", metavar="ROOT", help="dataset root folder")
     check.add_argument("--preset", default="custom", help="preset giving the format and label settings (default custom: folder format)")
-    check.add_argument(
-        "--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-        help="config overrides, e.g. data.format=folder model.label_nc=20 data.palette=palette.json",
-    )
+    add_set_option(check, "config overrides, e.g. --set data.format=folder model.label_nc=20 data.palette=palette.json")
     check.add_argument("--split", choices=("train", "val", "both"), default="both", help="which split(s) to scan (default both)")
     check.add_argument("--quick", action="store_true", help="read only the headers of photos (faster; misses truncated photos)")
     check.add_argument("--max-files", type=int, default=10, help="files listed per problem kind (default 10)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from spadekit.commands._options import add_device_option, seed_type
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -13,16 +15,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "label maps, results and the toy photos, a style-guided row (styles taken from other toy photos) and a "
         "multi-sample row. Uses the bundled model 'toy' unless --model says otherwise; takes seconds on a CPU.",
     )
-    parser.add_argument("--out", required=True, help="folder for index.html and the PNGs")
+    parser.add_argument("--out", required=True, help="folder for index.html and the PNGs (e.g. demo/, which .gitignore "
+                        "keeps out of a spadekit checkout)")
     parser.add_argument("--model", default="toy", help="model whose classes are the toy classes (default: bundled 'toy')")
     parser.add_argument("--scenes", type=int, default=4, help="layouts to show (default 4)")
     parser.add_argument("--samples", type=int, default=4, help="styles and samples in the style/multi-sample rows (default 4)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the layouts and latents (default 0)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (default cpu)")
+    parser.add_argument("--seed", type=seed_type, default=0, help="seed of the layouts and latents (default 0; 0..2**63-1)")
+    add_device_option(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from spadekit.commands._options import pick_device
     from spadekit.demo import render_demo
     from spadekit.errors import CheckpointError, ConfigError
     from spadekit.inference import Pipeline
@@ -38,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
                 "toy: the bundled toy model is not in this installation; train one with "
                 "`spadekit train --preset toy` and pass its release directory with --model"
             )
-    pipeline = Pipeline.from_pretrained(args.model, device=args.device)
+    pipeline = Pipeline.from_pretrained(args.model, device=pick_device(args.device))
     index = render_demo(pipeline, args.out, scenes=args.scenes, samples=args.samples, seed=args.seed)
     print(f"wrote {index}")
     return 0

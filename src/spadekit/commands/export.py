@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("model", help="release model directory, bundled model name or official checkpoint folder")
     parser.add_argument("--format", dest="fmt", choices=["onnx", "torchscript"], required=True, help="file format")
-    parser.add_argument("--size", help="WxH of the exported graph (default: the model size; another size needs a non-VAE model)")
+    parser.add_argument("--size", help="WxH of the exported graph (default: the model size; another size needs a non-VAE "
+                        "model; within the picture limits: 8..4096 pixels a side)")
     parser.add_argument("--out", required=True, help="file to write (e.g. model.onnx, model.pt)")
     parser.add_argument("--preset", help="layout of official checkpoints")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
@@ -27,12 +28,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from spadekit.data.inputs import parse_size
     from spadekit.export import check_export, describe, export_model
-    from spadekit.inference import model_at_size, parse_size
+    from spadekit.inference import model_at_size
     from spadekit.release import load_model
 
+    size = parse_size(args.size, "--size") if args.size else None
     model = load_model(args.model, preset=args.preset)
-    size = parse_size(args.size) if args.size else tuple(model.output_size)
+    size = size or tuple(model.output_size)
     model = model_at_size(model, size)
     path = export_model(model, args.fmt, args.out, size, opset=args.opset)
     info = describe(model, size)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from spadekit.commands._options import add_device_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -20,12 +22,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="address to listen on (default 127.0.0.1: this computer only; 0.0.0.0 opens it to your network)",
     )
     parser.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
-    parser.add_argument("--device", default="cpu", help="where the model runs: cpu (default), cuda, cuda:1, mps")
+    add_device_option(parser)
     parser.add_argument(
         "--max-upload-mb", type=float, default=16.0, help="largest request body accepted, in MiB (default 16)"
     )
     parser.add_argument(
-        "--max-side", type=int, default=4096, help="largest width or height of an uploaded image, in pixels (default 4096)"
+        "--max-side", type=int, default=4096, help="largest width or height of an uploaded image, in pixels (default 4096; "
+        "the other picture limits are the command line's: 8 pixels a side at least, 8:1 at most)"
     )
     parser.add_argument(
         "--max-queue",
@@ -37,8 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
+    from spadekit.commands._options import pick_device
     from spadekit.errors import ConfigError
     from spadekit.inference import Pipeline
     from spadekit.studio import StudioLimits, create_app, serve
@@ -48,16 +50,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port {args.port}: must lie in 0..65535")
     if args.max_upload_mb <= 0 or args.max_side < 1 or args.max_queue < 1:
         raise ConfigError("--max-upload-mb, --max-side and --max-queue must be positive")
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise ConfigError(f"--device {args.device}: not a device name (try cpu, cuda, cuda:1, mps)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {args.device}: CUDA is not available on this machine")
+    device = pick_device(args.device)
     _check_port_free(args.host, args.port)
     pipeline = Pipeline.from_pretrained(args.model, device=device)
     limits = StudioLimits(
-        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_side=args.max_side, max_pixels=args.max_side**2
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_side=args.max_side, max_pixels=args.max_side**2,
+        min_side=min(StudioLimits.min_side, args.max_side),
     )
     app = create_app(pipeline, model_name=str(args.model), limits=limits, max_pending=args.max_queue)
     if args.host not in LOOPBACK_HOSTS:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-LABEL_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm")
+from spadekit.commands._options import add_device_option, add_set_option, seed_type
+
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+MAX_REPORTED = 20
+"""Bad input files listed in one error (the rest are counted)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,35 +18,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="turn label maps into images with a trained model",
         description="Synthesize images from label maps. A label map is a PNG of integer class ids (8- or 16-bit; "
         "255 = don't care for models with that class) or an RGB picture colour-coded with the model's palette. "
+        "Label and instance maps must be lossless (PNG, BMP, TIFF, GIF, PPM/PGM; JPEG and WebP are refused), "
+        "8 to 4096 pixels a side, at most 4096x4096 pixels and 8:1 in shape. "
         "The network runs at the model's size: label maps are resized to it (nearest) and --size only resizes "
-        "the results. Every input is checked before anything is generated, so a bad file stops the run with a "
-        "message naming it and nothing written for it. Writes DIR/<name>.png (DIR/<name>_<k>.png with several "
-        "samples) and DIR/index.html, a contact sheet with the colourised labels, results and style.",
+        "the results. Every input is checked before anything is generated: bad files are listed together "
+        "(each with its problem), the run stops with exit status 2 and nothing is written. Writes DIR/<name>.png "
+        "(DIR/<name>_<k>.png with several samples) and DIR/index.html, a contact sheet with the colourised "
+        "labels, results and style.",
     )
     parser.add_argument("--model", required=True, help="release model directory, bundled model name (e.g. toy), or "
                         "a folder of official checkpoints (latest_net_G.pth; give --preset)")
     parser.add_argument("--preset", help="layout of official checkpoints: cityscapes, ade20k, ade20k-outdoor, coco, custom")
-    parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="official checkpoints only: layout overrides, e.g. model.width=512")
-    parser.add_argument("--labels", required=True, help="a label map file, or a folder of them (" + ", ".join(LABEL_SUFFIXES) + ")")
+    add_set_option(parser, "official checkpoints only: layout overrides, e.g. --set model.width=512")
+    parser.add_argument("--labels", required=True, help="a label map file, or a folder of them (.png, .bmp, .tif, .gif, .ppm, .pgm)")
     parser.add_argument("--instances", help="instance map(s): a file, or a folder with files named like the labels; "
                         "default for models with an instance channel: the class boundaries")
     parser.add_argument("--style", help="a style photo steering the appearance (models with a style encoder)")
     parser.add_argument("--num-samples", type=int, default=1, help="images per label map (default 1; they differ for VAE models)")
-    parser.add_argument("--seed", type=int, default=0, help="sample k uses seed+k (default 0): same seed, same bytes")
-    parser.add_argument("--size", help="WxH to resize the results to (the network itself runs at the model size)")
+    parser.add_argument("--seed", type=seed_type, default=0,
+                        help="sample k uses seed+k (default 0; seeds lie in 0..2**63-1): same seed, same bytes")
+    parser.add_argument("--size", help="WxH to resize the results to (the network itself runs at the model size; "
+                        "8..4096 pixels a side, 8:1 at most)")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
+    add_device_option(parser)
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="fp32 (default), bf16 or fp16 (GPUs)")
     parser.add_argument("--no-fast", dest="fast", action="store_false", help="use the plain generator instead of the optimised one")
     parser.set_defaults(handler=run)
 
 
 def _list(path: Path, what: str) -> list[Path]:
+    """The maps of a folder (lossy files included, so they are refused with a reason, not skipped)."""
+    from spadekit.data.inputs import LABEL_SUFFIXES, LOSSY_SUFFIXES
     from spadekit.errors import DataError
 
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in LABEL_SUFFIXES)
+        suffixes = LABEL_SUFFIXES + LOSSY_SUFFIXES
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
         if not files:
             raise DataError(f"{path}: no {what} found (looked for {', '.join(LABEL_SUFFIXES)})")
         return files
@@ -71,21 +81,51 @@ def _pair_instances(labels: list[Path], instances: str | None) -> list[Path | No
     return [path]
 
 
+def check_inputs(pipeline, labels: list[Path], instances: list[Path | None]) -> None:
+    """Read and validate every label and instance map; one DataError listing every bad file (up to
+    :data:`MAX_REPORTED`), so a folder is fixed in one go."""
+    from spadekit.data.label_maps import image_to_ids, read_label_map
+    from spadekit.errors import DataError
+
+    problems: list[str] = []
+    for label, instance in zip(labels, instances):
+        try:
+            pipeline.labels_from_image(read_label_map(label), source=str(label))
+        except DataError as exc:
+            problems.append(str(exc))
+        if instance is not None:
+            try:
+                image_to_ids(read_label_map(instance, what="instance map"), None, str(instance), "instance map")
+            except DataError as exc:
+                problems.append(str(exc))
+    if not problems:
+        return
+    if len(problems) == 1:
+        raise DataError(problems[0])
+    lines = [f"  {p}" for p in problems[:MAX_REPORTED]]
+    if len(problems) > MAX_REPORTED:
+        lines.append(f"  ... and {len(problems) - MAX_REPORTED} more")
+    raise DataError(f"{len(problems)} input files are unusable (nothing was written):\n" + "\n".join(lines))
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from spadekit.commands._options import pick_device
+    from spadekit.data.inputs import check_seed, parse_size
+    from spadekit.data.label_maps import read_label_map, read_style_image
     from spadekit.demo import Cell, Row, colorize, save_images, write_gallery
     from spadekit.errors import ConfigError, DataError
-    from spadekit.inference import Pipeline, image_to_ids, parse_size, read_image
+    from spadekit.inference import Pipeline
+    from spadekit.release import resolve_model_path
 
+    # Options first: a bad size or seed is refused before a model is loaded or a file is read.
     if args.num_samples < 1:
         raise ConfigError("--num-samples must be >= 1")
-    out_size = parse_size(args.size) if args.size else None
-    pipeline = Pipeline.from_pretrained(
-        args.model, device=args.device, dtype=getattr(torch, DTYPES[args.dtype]), fast=args.fast, preset=args.preset,
-        overrides=args.overrides or None,
-    )
+    check_seed(args.seed, "--seed", count=args.num_samples)
+    out_size = parse_size(args.size, "--size") if args.size else None
+    resolve_model_path(args.model)  # a missing model is named before the inputs are read
     labels = _list(Path(args.labels), "label maps")
     instances = _pair_instances(labels, args.instances)
     stems: dict[str, Path] = {}
@@ -93,6 +133,11 @@ def run(args: argparse.Namespace) -> int:
         if path.stem in stems:
             raise DataError(f"{path}: same name as {stems[path.stem]} (outputs would collide)")
         stems[path.stem] = path
+    device = pick_device(args.device)
+    pipeline = Pipeline.from_pretrained(
+        args.model, device=device, dtype=getattr(torch, DTYPES[args.dtype]), fast=args.fast, preset=args.preset,
+        overrides=args.overrides or None,
+    )
 
     # Check every input first: a bad file stops the run before anything is written.
     style = None
@@ -102,12 +147,9 @@ def run(args: argparse.Namespace) -> int:
                 f"{args.style}: this model has no style encoder (trained without a VAE or released without "
                 "encoder.safetensors), so it cannot take a style image"
             )
-        style = read_image(args.style)
+        style = read_style_image(args.style)
         pipeline.encode_style(style, source=args.style)
-    for label, instance in zip(labels, instances):
-        pipeline.labels_from_image(read_image(label), source=str(label))
-        if instance is not None:
-            image_to_ids(read_image(instance), None, str(instance), "instance map")
+    check_inputs(pipeline, labels, instances)
 
     out = Path(args.out)
     colors = pipeline.palette.colors
@@ -117,8 +159,8 @@ def run(args: argparse.Namespace) -> int:
         rows.append(Row("Style", [Cell("sheet/style.png", Path(args.style).name)]))
     written = 0
     for label, instance in tqdm(list(zip(labels, instances)), desc="synthesize", unit="map", disable=len(labels) < 2):
-        ids = pipeline.labels_from_image(read_image(label), source=str(label))
-        inst = read_image(instance) if instance is not None else None
+        ids = pipeline.labels_from_image(read_label_map(label), source=str(label))
+        inst = read_label_map(instance, what="instance map") if instance is not None else None
         images = pipeline(ids, inst, style=style, seed=args.seed, num_samples=args.num_samples)
         if out_size is not None:
             images = [im.resize(out_size, _lanczos()) for im in images]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from spadekit.commands._options import add_device_option, add_set_option
+
 EPILOG = """\
 examples:
   spadekit train --preset toy --out runs/toy                       # toy scenes made in memory
@@ -39,14 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="auto|PATH",
         help="continue from the latest checkpoint in RUN_DIR (auto; a fresh start when there is none) or a checkpoint file",
     )
-    parser.add_argument(
-        "--set",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override config fields, e.g. --set model.ngf=32 train.lr=1e-4 (repeatable)",
-    )
+    add_set_option(parser, "override config fields, e.g. --set model.ngf=32 train.lr=1e-4")
     parser.add_argument(
         "--init-from",
         metavar="MODEL",
@@ -54,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "official checkpoints (latest_net_G.pth, read with --preset); D starts fresh; the model section comes from MODEL",
     )
     parser.add_argument("--no-vgg", action="store_true", help="train without the VGG19 perceptual loss (loss.lambda_vgg=0)")
-    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N (default: auto)")
+    add_device_option(parser, "training runs (under torchrun: cuda means each process's own GPU)")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config, parameter counts and plan, then exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
     parser.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard event files")
@@ -72,7 +67,7 @@ def resolve_config(args: argparse.Namespace):
     """(config, init_model or None) from the options; the model section follows ``--init-from``."""
     from spadekit.config import config_from_dict, load_config, parse_overrides
 
-    overrides = list(args.set or [])
+    overrides = list(args.overrides or [])
     if args.no_vgg:
         overrides.append("loss.lambda_vgg=0")
     if args.checkpoint_every is not None:
@@ -107,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
     env = setup_distributed(args.device)
     try:
         config, init_model = resolve_config(args)
+        from spadekit.data.transforms import check_training_sizes
+
+        check_training_sizes(config.model, config.data)  # before anything is built, the dry run included
         if args.dry_run:
             return _dry_run(config, env, args)
         from spadekit.training.setup import build_trainer
@@ -126,9 +124,22 @@ def run(args: argparse.Namespace) -> int:
         if env.is_main:
             print(f"done: {result.step} steps; checkpoint {result.checkpoint}; model {result.model_dir} "
                   f"(spadekit synthesize --model {result.model_dir})")
+            _warn_short_ema(config.train.ema_decay, result.step, result.model_dir)
         return 0
     finally:
         cleanup_distributed()
+
+
+def _warn_short_ema(decay: float, steps: int, model_dir) -> None:
+    """Say so when the released EMA generator averaged fewer steps than its horizon."""
+    import sys
+
+    from spadekit.training.ema import ema_horizon
+
+    if decay and steps < ema_horizon(decay):
+        print(f"warning: {model_dir} holds the EMA generator after {steps} steps, fewer than the EMA horizon of "
+              f"{ema_horizon(decay)} steps (train.ema_decay={decay}): it lags the raw generator; train longer, or "
+              "set train.ema_decay=0 to release the raw generator", file=sys.stderr)
 
 
 def _dry_run(config, env, args: argparse.Namespace) -> int:

@@ -2,6 +2,8 @@
 
 Main entry points: :func:`open_dataset` (any format, or generated toy scenes), :func:`make_loader`,
 :func:`render_scene` (one toy scene) and :func:`to_semantics` (label map → one-hot generator input).
+User inputs to synthesis (label-map files, their ids, seeds, sizes) are read and checked by
+:mod:`spadekit.data.label_maps` and :mod:`spadekit.data.inputs`, for the CLI and the studio alike.
 
 Names are imported lazily: the dataset side pulls in torchvision, which inference-only processes
 (the studio, ``spadekit synthesize``) do not need.
@@ -20,6 +22,13 @@ _EXPORTS = {
     "FORMATS": "formats",
     "Sample": "formats",
     "scan_dataset": "formats",
+    "ImageLimits": "inputs",
+    "MAX_SEED": "inputs",
+    "check_seed": "inputs",
+    "parse_size": "inputs",
+    "check_ids": "label_maps",
+    "image_to_ids": "label_maps",
+    "read_label_map": "label_maps",
     "instance_edges": "labels",
     "map_dontcare": "labels",
     "to_semantics": "labels",

@@ -154,9 +154,12 @@ class PairedDataset(Dataset):
         palette: Palette | None = None,
         class_names: Sequence[str] | None = None,
         label_offset: int = 0,
+        check_hint: str | None = None,
     ) -> None:
         self.samples = list(samples)
         self.label_offset = label_offset
+        self.check_hint = check_hint
+        """Appended to errors about a file (which command lists every bad file at once)."""
         self.label_nc = label_nc
         self.contain_dontcare = contain_dontcare
         self.use_instance = use_instance
@@ -168,6 +171,15 @@ class PairedDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        try:
+            return self._item(index)
+        except DataError as exc:
+            if not self.check_hint:
+                raise
+            # Files are read as training reaches them: point to the command that finds every bad file now.
+            raise DataError(f"{exc} ({self.check_hint})") from None
+
+    def _item(self, index: int) -> dict[str, Any]:
         sample = self.samples[index]
         label = label_picture(open_picture(sample.label, "label map"), sample.label, self.palette)
         image = open_picture(sample.image, "image")
@@ -293,9 +305,7 @@ def open_dataset(
     root = Path(root)
     scan = scan_dataset(data.format, root, split, model.use_instance, train)
     if scan.problems:
-        path, problem = scan.problems[0]
-        more = f" (and {len(scan.problems) - 1} more problems; run `spadekit data check {root}`)" if len(scan.problems) > 1 else ""
-        raise DataError(f"{path}: {problem}{more}")
+        raise DataError(problem_list(scan.problems, check_hint(root, preset)))
     if not scan.samples:
         raise DataError(f"{root}: no {split} samples found for data.format={data.format!r} (looked in {scan.where})")
     palette = None
@@ -306,7 +316,28 @@ def open_dataset(
     return PairedDataset(
         scan.samples, model.label_nc, model.contain_dontcare, model.use_instance, preprocess, palette, data.class_names,
         data.label_offset,
+        check_hint=check_hint(root, preset),
     )
+
+
+MAX_LISTED = 10
+"""Problems listed in one error; the rest are counted (``spadekit data check`` lists them all)."""
+
+
+def check_hint(root: Path, preset: str) -> str:
+    """The command that lists every problem of a dataset at once."""
+    return f"`spadekit data check {root} --preset {preset}` lists every problem at once"
+
+
+def problem_list(problems: Sequence[tuple[Path, str]], hint: str) -> str:
+    """One line for a single problem, else a numbered block of up to :data:`MAX_LISTED`, with ``hint``."""
+    if len(problems) == 1:
+        path, problem = problems[0]
+        return f"{path}: {problem} ({hint})"
+    lines = [f"  {path}: {problem}" for path, problem in problems[:MAX_LISTED]]
+    if len(problems) > MAX_LISTED:
+        lines.append(f"  ... and {len(problems) - MAX_LISTED} more")
+    return f"{len(problems)} problems in the dataset ({hint}):\n" + "\n".join(lines)
 
 
 def _worker_message(exc: SpadekitError) -> str:

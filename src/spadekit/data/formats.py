@@ -262,6 +262,14 @@ def _folder_base(root: Path, split: str) -> Path | None:
     return root
 
 
+def split_name(format: str, root: str | Path | None, split: str) -> str:
+    """The split a scan really reads: ``split``, or ``"all"`` for a folder-layout dataset without
+    ``train/`` / ``val/`` subfolders (every pair under the root serves every split)."""
+    if format in ("folder", "toy") and root is not None and Path(root).is_dir() and _folder_base(Path(root), split) == Path(root):
+        return "all"
+    return split
+
+
 def folder_dirs(root: Path, split: str) -> tuple[Path | None, Path | None, Path | None]:
     """(labels, images, instances) folders of the folder layout; None where absent."""
     base = _folder_base(root, split)

@@ -518,11 +518,11 @@ def write_toy_dataset(
     import json
     import os
     import shutil
-    import tempfile
 
     from tqdm import tqdm
 
     from spadekit.errors import DataError
+    from spadekit.io import make_temp_dir
 
     if image_format not in ("png", "jpg"):
         raise ValueError("image_format must be png or jpg")
@@ -534,7 +534,7 @@ def write_toy_dataset(
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise DataError(f"{out}: exists and is not empty (use --force to write into it)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    staging = make_temp_dir(out.parent, prefix=f".{out.name}.", suffix=".partial")
     try:
         for sub in ("labels", "images", "instances"):
             (staging / sub).mkdir()

@@ -34,7 +34,8 @@ import torch
 from PIL import Image
 from torchvision.transforms import functional as TF
 
-from spadekit.config import PreprocessMode
+from spadekit.config import DataConfig, ModelConfig, PreprocessMode
+from spadekit.errors import ConfigError
 
 NEAREST = Image.Resampling.NEAREST
 BICUBIC = Image.Resampling.BICUBIC
@@ -144,6 +145,34 @@ class Preprocess:
         if params.flip:
             img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return img
+
+
+def training_image_size(data: DataConfig, model: ModelConfig) -> tuple[int, int] | None:
+    """(width, height) of every training tensor, or None when it follows each picture's size
+    (``scale_width``, ``scale_shortside``, ``none``)."""
+    if "crop" in data.preprocess:
+        return data.crop_size, data.crop_size
+    if data.preprocess == "fixed":
+        return data.crop_size, round(data.crop_size / model.aspect_ratio)
+    return None
+
+
+def check_training_sizes(model: ModelConfig, data: DataConfig) -> None:
+    """ConfigError, naming both fields, when the training images and the generator's output differ in
+    size (the discriminator compares them: training would crash at the first step)."""
+    size = training_image_size(data, model)
+    out = tuple(model.output_size)
+    if size is None or tuple(size) == out:
+        return
+    if out[0] != out[1] and "crop" in data.preprocess:  # square crops cannot feed a non-square generator
+        fix = f"data.preprocess=fixed data.crop_size={out[0]}"
+    else:
+        fix = f"data.crop_size={out[0]} data.load_size={max(out[0], round(data.load_size * out[0] / data.crop_size))}"
+    raise ConfigError(
+        f"data.crop_size={data.crop_size} (data.preprocess={data.preprocess}) makes {size[0]}x{size[1]} training "
+        f"images, but model.width={model.width} (aspect_ratio {model.aspect_ratio:g}) makes the generator output "
+        f"{out[0]}x{out[1]}; make them agree, e.g. --set {fix}"
+    )
 
 
 # ---------------------------------------------------------------------- to tensors

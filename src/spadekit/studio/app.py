@@ -39,6 +39,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from spadekit.data.inputs import LABEL_FORMATS, MAX_SEED
+from spadekit.data.label_maps import resize_ids
 from spadekit.data.palette import Palette, colors_to_ids
 from spadekit.errors import DataError, SpadekitError
 from spadekit.studio.examples import Example, make_examples
@@ -49,8 +51,8 @@ from spadekit.studio.uploads import (
     parse_seed,
     read_label_image,
     read_style_image,
-    resize_ids,
     unused_color,
+    upload_error,
 )
 from spadekit.studio.worker import QueueFull, SynthesisWorker
 
@@ -170,9 +172,10 @@ def _file_field(values: dict[str, Any], name: str, required: bool) -> bytes | No
 
 
 SYNTHESIZE_FORM = {
-    "labels": {"type": "string", "format": "binary", "description": "label map PNG/BMP/TIFF: class ids or palette colours"},
+    "labels": {"type": "string", "format": "binary",
+               "description": f"label map ({'/'.join(LABEL_FORMATS)}; not JPEG/WebP): class ids or palette colours"},
     "style": {"type": "string", "format": "binary", "description": "style image (models with a style encoder)"},
-    "seed": {"type": "integer", "minimum": 0, "description": "latent seed; omitted: a fresh one (X-Seed header)"},
+    "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED, "description": "latent seed; omitted: a fresh one (X-Seed header)"},
 }
 LABELS_FORM = {
     "labels": SYNTHESIZE_FORM["labels"],
@@ -322,7 +325,7 @@ def create_app(
             ids = pipeline.labels_from_image(image, source="labels")
         except DataError as exc:
             hint = " (GET /api/model lists the class colours)" if "palette" in str(exc) else ""
-            raise UploadError(422, f"{exc}{hint}", "labels") from None
+            raise upload_error(type(exc)(f"{exc}{hint}"), "labels") from None
         return resize_ids(ids, (width, height))
 
     @app.post("/api/labels", openapi_extra=_form_schema(LABELS_FORM), responses=PNG_RESPONSE)

@@ -1,41 +1,40 @@
 """Checking and decoding the images that studio clients upload: label maps and style images.
 
-Everything here works on bytes and raises :class:`UploadError` (an HTTP status, a field name and a
-one-line message) for anything a client got wrong, so the API can answer with a 4xx JSON error
-instead of a stack trace. Image headers are checked against :class:`StudioLimits` *before* pixels
-are decoded, so a small file that claims to be huge (a decompression bomb) costs nothing.
+The rules are the command line's (:mod:`spadekit.data.inputs`: formats, picture limits, seeds);
+here they work on uploaded bytes and their errors become :class:`UploadError` (an HTTP status, a
+field name and a one-line message), so the API answers with a 4xx JSON error instead of a stack
+trace. Image headers are checked *before* pixels are decoded, so a small file that claims to be
+huge (a decompression bomb) costs nothing.
 """
 
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
-LABEL_FORMATS = ("PNG", "BMP", "TIFF")
-"""Lossless formats accepted for label maps (JPEG would blur class boundaries into unknown colours)."""
-STYLE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
-"""Formats accepted for style images."""
+from spadekit.data.inputs import LABEL_FORMATS, STYLE_FORMATS, ImageLimits, check_seed, open_picture
+from spadekit.errors import DataError, InputTooLargeError, SpadekitError, UnsupportedFormatError
+
+__all__ = ["LABEL_FORMATS", "STYLE_FORMATS", "StudioLimits", "UploadError", "read_label_image", "read_style_image",
+           "parse_seed", "label_png", "unused_color", "upload_error"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class StudioLimits:
-    """What one request may send. Checked before any pixel is decoded."""
+class StudioLimits(ImageLimits):
+    """What one request may send: the shared picture limits (:class:`~spadekit.data.inputs.ImageLimits`,
+    the same as the command line's) plus the size of the request body."""
 
     max_upload_bytes: int = 16 * 1024 * 1024
     """Largest request body in bytes (all fields together)."""
-    max_side: int = 4096
-    """Largest width or height of an uploaded image, in pixels."""
-    max_pixels: int = 4096 * 4096
-    """Largest width × height of an uploaded image."""
 
     def to_json(self) -> dict:
-        return {"max_upload_bytes": self.max_upload_bytes, "max_side": self.max_side, "max_pixels": self.max_pixels}
+        return {"max_upload_bytes": self.max_upload_bytes, **super().to_json()}
 
 
 class UploadError(Exception):
@@ -54,68 +53,41 @@ class UploadError(Exception):
         return out
 
 
-def open_image(data: bytes, field: str, formats: tuple[str, ...], limits: StudioLimits) -> Image.Image:
-    """Open (but do not yet decode) an uploaded image after checking its type and declared size."""
+def upload_error(exc: SpadekitError, field: str | None) -> UploadError:
+    """The HTTP answer to a shared-validator error: 413 too large, 415 wrong format, 422 otherwise."""
+    status = 413 if isinstance(exc, InputTooLargeError) else 415 if isinstance(exc, UnsupportedFormatError) else 422
+    return UploadError(status, str(exc), field)
+
+
+def _checked(field: str, check: Callable[[], T]) -> T:
+    try:
+        return check()
+    except DataError as exc:
+        raise upload_error(exc, field) from None
+
+
+def _check_body(data: bytes, field: str, limits: StudioLimits) -> None:
     if not data:
         raise UploadError(400, f"{field}: the uploaded file is empty", field)
     if len(data) > limits.max_upload_bytes:
         raise UploadError(413, f"{field}: {len(data)} bytes is more than the limit of {limits.max_upload_bytes}", field)
-    try:
-        with warnings.catch_warnings():
-            # Our own size check below replaces Pillow's decompression-bomb warning.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError:
-        raise UploadError(413, f"{field}: the image is larger than {limits.max_side}x{limits.max_side} pixels", field) from None
-    except Exception:  # Pillow raises many types for non-images; all mean the same thing to the client.
-        raise UploadError(415, f"{field}: not a readable image (send {' or '.join(formats)})", field) from None
-    if image.format not in formats:
-        kind = image.format or "unknown"
-        hint = " (lossy compression changes the class colours)" if field == "labels" and kind in ("JPEG", "WEBP") else ""
-        raise UploadError(415, f"{field}: {kind} images are not accepted{hint}; send {' or '.join(formats)}", field)
-    width, height = image.size
-    if width < 1 or height < 1:
-        raise UploadError(422, f"{field}: the image has no pixels ({width}x{height})", field)
-    if width > limits.max_side or height > limits.max_side or width * height > limits.max_pixels:
-        raise UploadError(
-            413,
-            f"{field}: {width}x{height} is larger than the limit ({limits.max_side} pixels a side, "
-            f"{limits.max_pixels} pixels in all)",
-            field,
-        )
-    return image
-
-
-def _decode(image: Image.Image, field: str) -> Image.Image:
-    try:
-        image.load()
-    except Exception:  # truncated or corrupt data: Pillow's error types vary by format
-        raise UploadError(422, f"{field}: the image data is truncated or corrupt", field) from None
-    return image
 
 
 def read_label_image(data: bytes, limits: StudioLimits, field: str = "labels") -> Image.Image:
-    """Check and decode an uploaded label map (PNG, BMP or TIFF; ids or palette colours).
+    """Check and decode an uploaded label map (lossless formats; ids or palette colours) with the
+    rules ``spadekit synthesize`` applies (:func:`spadekit.data.inputs.open_picture`).
 
     Turning its pixels into ids is the pipeline's job (:meth:`Pipeline.labels_from_image`), so the
     studio reads label maps exactly as ``spadekit synthesize`` does.
     """
-    return _decode(open_image(data, field, LABEL_FORMATS, limits), field)
-
-
-def resize_ids(ids: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(H, W) ids → (height, width) for ``size`` = (width, height), nearest neighbour at pixel
-    centres (the sampling the pipeline uses), so classes are never mixed."""
-    width, height = size
-    if tuple(ids.shape) == (height, width):
-        return ids
-    # float32 holds ids exactly far beyond any class count.
-    return F.interpolate(ids[None, None].float(), size=(height, width), mode="nearest-exact")[0, 0].long()
+    _check_body(data, field, limits)
+    return _checked(field, lambda: open_picture(data, LABEL_FORMATS, limits, name=field, what="label map"))
 
 
 def read_style_image(data: bytes, limits: StudioLimits, field: str = "style") -> Image.Image:
     """Decode an uploaded style image to RGB."""
-    image = _decode(open_image(data, field, STYLE_FORMATS, limits), field)
+    _check_body(data, field, limits)
+    image = _checked(field, lambda: open_picture(data, STYLE_FORMATS, limits, name=field, what="style image"))
     try:
         return image.convert("RGB")
     except (ValueError, OSError):
@@ -123,16 +95,13 @@ def read_style_image(data: bytes, limits: StudioLimits, field: str = "style") ->
 
 
 def parse_seed(value: str | None, field: str = "seed") -> int | None:
-    """A seed form field: empty → None, else an integer in ``0 .. 2**63-1``."""
+    """A seed form field: empty → None, else an integer in ``0 .. 2**63-1`` (the CLI's rule)."""
     if value is None or str(value).strip() == "":
         return None
     try:
-        seed = int(str(value).strip())
-    except ValueError:
-        raise UploadError(400, f"{field}: {str(value)[:40]!r} is not an integer", field) from None
-    if not 0 <= seed < 2**63:
-        raise UploadError(400, f"{field}: must lie in 0..{2**63 - 1}", field)
-    return seed
+        return check_seed(value, field)
+    except SpadekitError as exc:
+        raise UploadError(400, str(exc), field) from None
 
 
 def label_png(ids: np.ndarray, colors: np.ndarray | None, dontcare: tuple[int, int, int] | None = None) -> bytes:

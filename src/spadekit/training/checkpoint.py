@@ -104,6 +104,29 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def check_resumable(state: dict[str, Any], config: dict[str, Any], steps_per_epoch: int, source: Path | str) -> None:
+    """Raise a CheckpointError naming ``source`` unless the run that wrote ``state`` can be continued
+    with ``config`` (a :meth:`Config.to_dict`): same model section, global batch, accumulation and
+    seed, and the same number of steps per epoch (the same dataset size). Called before the run
+    directory is touched, so a refused resume leaves its record (``config.json``) as it was."""
+    saved = state.get("config", {})
+    for section, key in [("model", None), ("train", "batch_size"), ("train", "grad_accum"), ("train", "seed")]:
+        theirs = saved.get(section, {}) if key is None else saved.get(section, {}).get(key)
+        ours = config[section] if key is None else config[section][key]
+        if theirs != ours:
+            if key is None:
+                diff = [f"model.{k}={theirs.get(k)!r} (now {v!r})" for k, v in ours.items() if theirs.get(k) != v]
+                what = ", ".join(diff[:3]) or "model section"
+            else:
+                what = f"{section}.{key}={theirs!r} (now {ours!r})"
+            raise CheckpointError(f"{source}: written by a run with {what}; resume with the same options or use a new --out")
+    if int(state.get("steps_per_epoch", -1)) != steps_per_epoch:
+        raise CheckpointError(
+            f"{source}: the run had {state.get('steps_per_epoch')} steps per epoch, now "
+            f"{steps_per_epoch} (the dataset changed size); use a new --out"
+        )
+
+
 def latest_checkpoint(run_dir: str | Path) -> tuple[Path, dict[str, Any]] | None:
     """The newest checkpoint of the run that loads, or None when the run has none.
 

@@ -19,7 +19,9 @@ from spadekit.config import Config
 from spadekit.errors import CheckpointError, ConfigError, DataError, SpadekitError
 from spadekit.methods import method_of
 from spadekit.training import checkpoint as ckpt
+from spadekit.data.transforms import check_training_sizes
 from spadekit.training.distributed import DistEnv, broadcast_object, resolve_device
+from spadekit.training.ema import describe_release
 from spadekit.training.gallery import colorize_labels
 from spadekit.training.monitor import Monitor, Silent
 from spadekit.training.optim import optimizer_settings
@@ -55,9 +57,9 @@ class Plan:
             )
         lines.append(
             f"lr G {o.lr_G:g} D {o.lr_D:g}, betas {o.betas}; decay over epochs {o.epochs}..{o.epochs + o.epochs_decay}"
-            + (f"; EMA {o.ema_decay}" if o.ema_decay else "")
             + ("; D step on regenerated fakes (official order)" if o.regenerate_fakes else "")
         )
+        lines.append(describe_release(o.ema_decay, o.ema_warmup, o.total_steps))
         lines.append(f"checkpoint every {o.checkpoint_every} (keep {o.keep_checkpoints}), log every {o.log_every}, images every {o.image_every}")
         return "\n".join(lines)
 
@@ -96,6 +98,7 @@ def loop_options(config: Config, world_size: int, dataset_size: int, steps: int 
         channels_last=t.channels_last,
         compile=t.compile,
         ema_decay=t.ema_decay,
+        ema_warmup=t.ema_warmup,
         ema_refresh_batches=t.ema_refresh_batches,
         regenerate_fakes=t.regenerate_fakes,
         seed=t.seed,
@@ -149,28 +152,20 @@ def networks_for(config: Config, init_model: Any | None = None, init_source: str
     return networks
 
 
-def resume_guard(config: Config) -> Callable[[dict[str, Any], Path], None]:
-    """A check that a checkpoint was written by a run with the same method, model, batch layout and seed."""
+def resume_guard(config: Config, steps_per_epoch: int) -> Callable[[dict[str, Any], Path], None]:
+    """A check that a checkpoint was written by a run with the same method (and method options),
+    model, batch layout, seed and dataset size."""
     here = config.to_dict()
 
-    def check(saved: dict[str, Any], source: Path) -> None:
+    def check(state: dict[str, Any], source: Path) -> None:
+        saved = state.get("config", {})
         if saved.get("method", "spade") != here["method"]:
             raise CheckpointError(
                 f"{source}: written by a {saved.get('method', 'spade')} run, this one is {here['method']}; use a new --out"
             )
-        for section, key in [("model", None), ("train", "batch_size"), ("train", "grad_accum"), ("train", "seed")]:
-            theirs = saved.get(section, {}) if key is None else saved.get(section, {}).get(key)
-            ours = here[section] if key is None else here[section][key]
-            if theirs != ours:
-                if key is None:
-                    diff = [f"model.{k}={theirs.get(k)!r} (now {v!r})" for k, v in ours.items() if theirs.get(k) != v]
-                    what = ", ".join(diff[:3]) or "model section"
-                else:
-                    what = f"{section}.{key}={theirs!r} (now {ours!r})"
-                raise CheckpointError(f"{source}: written by a run with {what}; resume with the same options or use a new --out")
-        method_section = config.method
-        if method_section in here and saved.get(method_section) != here[method_section]:
-            raise CheckpointError(f"{source}: written by a run with other {method_section}.* options; use a new --out")
+        if config.method in here and saved.get(config.method) != here[config.method]:
+            raise CheckpointError(f"{source}: written by a run with other {config.method}.* options; use a new --out")
+        ckpt.check_resumable(state, here, steps_per_epoch, source)
 
     return check
 
@@ -181,9 +176,9 @@ def release_writer(config: Config) -> Callable[[dict[str, nn.Module], Path, dict
 
     parts = method_of(config).release_parts
 
-    def write(networks: dict[str, nn.Module], directory: Path, info: dict[str, Any]) -> Path:
+    def write(networks: dict[str, nn.Module], directory: Path, provenance: dict[str, Any]) -> Path:
         kept = {name: net for name, net in networks.items() if name in parts}
-        return SpadeModel.from_parts(config, kept, info=info).save(directory)
+        return SpadeModel.from_parts(config, kept, provenance).save(directory)
 
     return write
 
@@ -228,6 +223,7 @@ def build_trainer(
     run_dir = Path(run_dir)
     say = log if env.is_main else (lambda _text: None)
     method = method_of(config)
+    check_training_sizes(config.model, config.data)  # before anything is built or read
 
     vgg = build_vgg(config)  # before anything else: a missing weights file stops the run before step 1
     if dataset is None:
@@ -251,6 +247,8 @@ def build_trainer(
             chosen = broadcast_object(str(found[0]) if found else None, env)
         if chosen is not None:
             resume_from = (Path(chosen), ckpt.load_checkpoint(chosen))
+            # Before the run directory is touched: a refused resume leaves config.json as it was.
+            resume_guard(config, options.steps_per_epoch)(resume_from[1], resume_from[0])
 
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -290,7 +288,7 @@ def build_trainer(
         make_loader=loader,
         save_release=release_writer(config),
         record=config.to_dict(),
-        check_resume=resume_guard(config),
+        check_resume=resume_guard(config, options.steps_per_epoch),
         sync_batchnorm=sync,
     )
     plan = Plan(options, {name: count_parameters(net) for name, net in networks.items()}, len(dataset), env, config.method)  # type: ignore[arg-type]

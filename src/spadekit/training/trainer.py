@@ -35,7 +35,7 @@ from spadekit.training.distributed import (
     no_sync,
     wrap_ddp,
 )
-from spadekit.training.ema import EMA
+from spadekit.training.ema import EMA, release_provenance
 from spadekit.training.monitor import Silent
 from spadekit.training.optim import decayed_lr
 from spadekit.training.sampling import EpochSampler, SeededSamples
@@ -69,6 +69,7 @@ class LoopOptions:
     channels_last: bool = False
     compile: bool = False
     ema_decay: float = 0.0
+    ema_warmup: bool = True
     ema_refresh_batches: int = 0
     regenerate_fakes: bool = False
     seed: int = 0
@@ -118,11 +119,11 @@ class Trainer:
         visualize_labels: ``(collated preview items) -> (N, 3, H, W)`` label pictures in [-1, 1].
         monitor: reporting (rank 0) or :class:`Silent`.
         make_loader: ``(dataset, micro_batch, sampler) -> DataLoader``.
-        save_release: ``(networks, directory, info) -> directory``: writes the release model
-            (``info`` says which generator weights were saved and at which step).
+        save_release: ``(networks, directory, provenance) -> directory``: writes the release model
+            (``provenance`` says which generator weights were saved and after how many steps).
         record: a JSON-able description of the run (its config) stored in every checkpoint.
-        check_resume: ``(record of the checkpoint, its path)``; raises CheckpointError when the
-            checkpoint was written by an incompatible run.
+        check_resume: ``(checkpoint state, its path)``; raises CheckpointError when the checkpoint
+            was written by an incompatible run (other model, batch layout, seed or dataset size).
         sync_batchnorm: parts whose batch norms become sync batch norms under DDP.
     """
 
@@ -172,7 +173,7 @@ class Trainer:
             self.networks[name] = net.train()
         self.G = self.networks["generator"]
         # The EMA copy is taken before any forward pass (spectral norm's cached weight cannot be deep-copied after one).
-        self.ema = EMA(self.G, options.ema_decay) if options.ema_decay > 0 else None
+        self.ema = EMA(self.G, options.ema_decay, options.ema_warmup) if options.ema_decay > 0 else None
 
         # -- optimisers
         fused = self.device.type == "cuda"
@@ -228,12 +229,7 @@ class Trainer:
         """Restore a checkpoint written by :meth:`checkpoint` (same model, batch layout and seed)."""
         from spadekit.release import load_state_into
 
-        self._check_resume(state.get("config", {}), source)
-        if int(state.get("steps_per_epoch", -1)) != self.options.steps_per_epoch:
-            raise CheckpointError(
-                f"{source}: the run had {state.get('steps_per_epoch')} steps per epoch, now "
-                f"{self.options.steps_per_epoch} (the dataset changed size); use a new --out"
-            )
+        self._check_resume(state, source)
         for name, net in self.networks.items():
             if not isinstance(state.get(name), dict):
                 raise CheckpointError(f"{source}: has no {name} state but this run trains one")
@@ -245,7 +241,7 @@ class Trainer:
             if self.ema is not None:
                 if state.get("ema") is None:
                     raise CheckpointError(f"{source}: has no EMA generator but train.ema_decay > 0")
-                self.ema.load_state_dict(state["ema"])
+                self.ema.load_state_dict(state["ema"], updates=int(state["step"]))
         except (KeyError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{source}: optimiser or EMA state does not fit ({str(exc).splitlines()[0]})") from None
         self.step = int(state["step"])
@@ -274,13 +270,13 @@ class Trainer:
     def save_release(self) -> Path:
         """``RUN_DIR/model``: the release format, with the EMA generator when EMA is on."""
         parts = dict(self.networks)
-        info: dict[str, Any] = {"step": self.step, "generator_weights": "live"}
+        provenance = release_provenance(self.options.ema_decay, self.options.ema_warmup, self.step)
         if self.ema is not None:
             self._refresh_ema_statistics()
             parts["generator"] = self.ema.module
-            info["generator_weights"] = "ema"
-            info["ema_decay"] = self.options.ema_decay
-        return self._save_release(parts, self.run_dir / "model", info)
+            if self.options.ema_refresh_batches:
+                provenance["batchnorm_refreshed_over_batches"] = self.options.ema_refresh_batches
+        return self._save_release(parts, self.run_dir / "model", provenance)
 
     @torch.no_grad()
     def _refresh_ema_statistics(self) -> None:

@@ -168,8 +168,8 @@ def read_official(directory: Path, preset: str | None, overrides: list[str]):
     if official.discriminator is not None:
         load_state_into(parts["discriminator"], official.discriminator.state_dict(), official.files["D"])
         kept["discriminator"] = parts["discriminator"]
-    info = {"converted_from": "official OASIS", "generator_weights": "ema" if "EMA" in official.files else "live"}
-    return SpadeModel.from_parts(config, kept, info=info).eval()
+    provenance = {"converted_from": "official OASIS checkpoint", "generator": "ema" if "EMA" in official.files else "raw"}
+    return SpadeModel.from_parts(config, kept, provenance).eval()
 
 
 def write_official(model, directory: Path) -> list[Path]:
