@@ -1,7 +1,7 @@
 """Boxes of the salient objects of a training image, from its dataset maps.
 
-Each function returns the boxes in the order the official code draws them, so that
-:func:`~spadekit.methods.bachgan.boxes.draw_box_layout` reproduces the official box layout.
+Each function returns the boxes in an order for which :func:`~spadekit.methods.bachgan.boxes.draw_box_layout`
+reproduces the official box layout bit for bit (the order matters: see that module).
 
 * Cityscapes (:func:`cityscapes_boxes`): one box per instance id of the ``*_instanceIds.png`` map whose
   decimal string starts with a foreground class id 24..33 (so a crowd region stored as the bare class
