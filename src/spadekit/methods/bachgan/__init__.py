@@ -1,6 +1,6 @@
 """BachGAN (CVPR 2020): a photo from salient-object boxes, with retrieved background layouts.
 
-Modules (each importable on its own; none imports OpenCV unless asked to extract ADE20K boxes):
+Modules (each importable on its own; no OpenCV needed):
 
 * :mod:`~spadekit.methods.bachgan.boxes`: :class:`Box`, the box-layout tensor (official construction
   and a clean one-hot one) and the user's JSON box files.
