@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from conftest import fixture_cases
 from spadekit.methods.palette import layers
-from spadekit.methods.palette.convert import find_checkpoints, load_official, options_from_official
+from spadekit.methods.palette.convert import load_official, options_from_official
 from spadekit.methods.palette.layouts import clean_label_map, soften_layout, to_onehot
 from spadekit.methods.palette.losses import gradient_penalty
 from spadekit.methods.palette.objective import PaletteBatch, PaletteObjective
@@ -83,12 +83,10 @@ class Reproduction:
             self.io = {k: self._nudged(v) for k, v in self.io.items()}
         ours = options_from_official(self.seg_opt)
         self.options = ours
-        found = find_checkpoints(case)
-        seg_n = int(self.seg_opt["which_iter"]) or None
-        img_n = int(self.img_opt["which_iter"]) if self.img_opt and int(self.img_opt.get("which_iter", 0)) else None
-        if seg_n is None and 64 in found.get("seg_g", {}):
-            seg_n = None
+        # The official --s_which_iter / --i_which_iter name the files; 0 (not loading) = the largest n.
+        seg_n = int(self.seg_opt.get("which_iter", 0)) or None
         img = self.img_opt or {}
+        img_n = int(img.get("which_iter", 0)) or None
         self.official = load_official(
             case,
             seg_n=seg_n,
@@ -172,6 +170,7 @@ class Reproduction:
         # A fresh load for each mode, as the fixture: the train-mode forward moves the buffers.
         fresh = load_official(
             self.case,
+            img_n=int(self.img_opt.get("which_iter", 0)) or None,
             res=self.options["res"],
             image_width=int(self.img_opt["width_size"]),
             image_upsampling=self.img_opt.get("num_upsampling_layers", "normal"),

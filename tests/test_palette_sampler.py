@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("sklearn", reason="scikit-learn is a declared dependency; install the package")
-
-from spadekit.methods.palette.sampler import PaletteSampler, project_to_simplex  # noqa: E402
+from spadekit.methods.palette.sampler import PaletteSampler, project_to_simplex
 
 
 def three_clusters(n_per: int = 150, seed: int = 0) -> np.ndarray:

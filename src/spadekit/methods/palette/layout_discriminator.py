@@ -9,7 +9,6 @@ conv3×3 with stride (1, aspect) → LeakyReLU → conv4×4 (valid) → LeakyReL
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch

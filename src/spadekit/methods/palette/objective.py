@@ -159,7 +159,7 @@ class PaletteObjective(nn.Module):
             terms[f"entropy_{n}"] = entropy
             if not conditional:
                 continue
-            extra = torch.zeros((), device=gen.device)
+            extra = gen.new_zeros(())
             terms[f"recover_{n}"] = recover_loss(step.sem_seg, palette)
             terms[f"true_recover_{n}"] = hard_recover_loss(step.sem_seg, palette)
             if self.recover:
