@@ -4,23 +4,30 @@ Every case folder under ``peers/semantic_palette/`` holds official checkpoints (
 naming), the official options (``opt.json``: ``seg_generator`` and ``img_generator`` option dicts)
 and ``io.pt``: inputs and every tensor the official code produced. Each recorded tensor is one test.
 
-Tolerance: relative L2 error ≤ 1e-5, except where float32 itself cannot resolve a tensor that
-finely. The layout generator is ill-conditioned by design (the official pixel norm divides by the
-mean square, which roughly triples relative errors per layer, and the spatial softmax amplifies
-more), so the round-off of another CPU grows to ~2e-5 in the deepest layouts: the official code,
-run on another machine than the fixture's, misses the fixture by exactly as much as we do. Each
-tensor's float32 noise floor is measured: the largest gap to our float64 result among float32 runs
-of the same weights and inputs, plain and with every weight and input nudged by one unit in the
-last place (each nudged run stands for another machine's round-off). The bound is
-max(1e-5, 4 × floor), and the floor itself must stay below 1e-4 (a broken, chaotic implementation
-cannot buy itself a loose bound). A wrong formula is off by orders of magnitude more (see
-``test_fixture_detects_a_wrong_pixel_norm``).
+Tolerance: relative L2 error ≤ 1e-5 for every tensor that float32 resolves that finely. Case p1
+was recorded on another CPU, and the layout generator is ill-conditioned by design (the official
+pixel norm divides by the mean square, which roughly triples relative errors per layer, and the
+spatial softmax amplifies more), so the fixture's own float32 round-off reaches ~2e-5 (up to 5e-5
+for a subsampled mask) in its deepest layouts and a few losses. Recomputing in float64 does not
+help: the float64 result (our exact arithmetic) still misses the fixture by up to 4.9e-5 on 11 of
+p1's tensors, because the error sits in the recorded values themselves. So each tensor's float32
+noise floor is measured: the largest gap to our float64 result among float32 runs that differ only
+in round-off (plain; two threads; without oneDNN kernels; every weight and input nudged by one
+unit in the last place, three times: each run stands for another machine's kernels and summation
+order). A tensor whose floor is at most half the tolerance (two machines then agree within 1e-5)
+is held to 1e-5; any other gets 4 × its floor, and that floor must stay below 1e-4 (a broken,
+chaotic implementation cannot buy itself a loose bound). A wrong formula is off by orders of
+magnitude more (see ``test_fixture_detects_a_wrong_pixel_norm``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import re
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,6 +47,8 @@ INPUTS = {"z", "sem_cond", "real_label"}
 TOLERANCE = 1e-5
 FLOOR_CAP = 1e-4
 NUDGED_RUNS = 3
+KERNEL_VARIANTS = ("two_threads", "no_onednn")
+"""Float32 runs with other kernels and summation orders (no weight or input change)."""
 
 
 def _keys(case: Path) -> list[str]:
@@ -66,7 +75,32 @@ def nudge(t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     flip = torch.rand(t.shape, generator=generator) < 0.5
     up = torch.rand(t.shape, generator=generator) < 0.5
     target = torch.where(up, torch.full_like(t, float("inf")), torch.full_like(t, -float("inf")))
-    return torch.where(flip, torch.nextafter(t, target), t)
+    # An exact zero (an absent class in a palette) is zero on every machine: nudging it below zero
+    # would make the proportion losses NaN.
+    return torch.where(flip & (t != 0), torch.nextafter(t, target), t)
+
+
+@contextlib.contextmanager
+def kernels(variant: str | None) -> Iterator[None]:
+    """Run float32 code with other CPU kernels: two threads (other reduction splits) or without
+    oneDNN (PyTorch's own convolutions)."""
+    if variant is None:
+        yield
+    elif variant == "two_threads":
+        threads = torch.get_num_threads()
+        torch.set_num_threads(2)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+    elif variant == "no_onednn":
+        with warnings.catch_warnings():
+            # Switching the flag also re-sets oneDNN's TF32 switch, which warns on CPU-only builds.
+            warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
+            with torch.backends.mkldnn.flags(enabled=False):
+                yield
+    else:
+        raise ValueError(variant)
 
 
 class Reproduction:
@@ -250,13 +284,23 @@ class Reproduction:
         return layout.mean(dim=(2, 3)) if which == "real" else self.palette
 
 
-_REPRODUCTIONS: dict[tuple[Path, torch.dtype, int | None], Reproduction] = {}
+_REPRODUCTIONS: dict[tuple[Path, torch.dtype, int | None, str | None], Reproduction] = {}
 
 
-def reproduction(case: Path, dtype: torch.dtype, nudge_seed: int | None = None) -> Reproduction:
-    if (case, dtype, nudge_seed) not in _REPRODUCTIONS:
-        _REPRODUCTIONS[(case, dtype, nudge_seed)] = Reproduction(case, dtype, nudge_seed)
-    return _REPRODUCTIONS[(case, dtype, nudge_seed)]
+def reproduction(case: Path, dtype: torch.dtype, nudge_seed: int | None = None, variant: str | None = None) -> Reproduction:
+    key = (case, dtype, nudge_seed, variant)
+    if key not in _REPRODUCTIONS:
+        _REPRODUCTIONS[key] = Reproduction(case, dtype, nudge_seed)
+    return _REPRODUCTIONS[key]
+
+
+def round_off_runs(case: Path, key: str) -> list:
+    """``key`` recomputed by every float32 run that differs from the plain one only in round-off."""
+    runs = []
+    for variant in KERNEL_VARIANTS:
+        with kernels(variant):
+            runs.append(reproduction(case, torch.float32, variant=variant).get(key))
+    return runs + [reproduction(case, torch.float32, seed).get(key) for seed in range(NUDGED_RUNS)]
 
 
 def check(key: str, ours32: torch.Tensor, ours64: torch.Tensor, nudged: list[torch.Tensor], ref: torch.Tensor) -> None:
@@ -264,9 +308,12 @@ def check(key: str, ours32: torch.Tensor, ours64: torch.Tensor, nudged: list[tor
     if not ref.is_floating_point():
         assert torch.equal(ours32.to(ref.dtype), ref), f"{key}: integer tensor differs"
         return
-    floor = max(rel_l2(run, ours64) for run in [ours32, *nudged])
+    gaps = [rel_l2(run, ours64) for run in [ours32, *nudged]]
+    assert all(math.isfinite(g) for g in gaps), f"{key}: a float32 run is not finite"
+    floor = max(gaps)
     assert floor < FLOOR_CAP, f"{key}: float32 vs float64 differ by {floor:.2e}: the computation is chaotic"
-    bound = max(TOLERANCE, 4 * floor)
+    # Within half the tolerance of exact arithmetic, any two machines agree within the tolerance.
+    bound = TOLERANCE if floor <= TOLERANCE / 2 else 4 * floor
     err = rel_l2(ours32, ref)
     assert err <= bound, f"{key}: relative L2 error {err:.3e} > {bound:.1e} (float32 noise floor {floor:.1e})"
 
@@ -290,7 +337,7 @@ def test_tensor(case: Path, key: str):
         assert differ.sum() <= max(1, ref.numel() // 1000)
         return
     ours32, ours64 = r32.get(key), r64.get(key)
-    nudged = [reproduction(case, torch.float32, seed).get(key) for seed in range(NUDGED_RUNS)]
+    nudged = round_off_runs(case, key)
     if isinstance(ref, dict):
         assert set(ours32) == set(ref), f"{key}: buffer names differ: {sorted(set(ours32) ^ set(ref))[:5]}"
         for name in ref:
