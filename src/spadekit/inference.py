@@ -49,6 +49,8 @@ class Pipeline:
 
     Args:
         model: a loaded :class:`SpadeModel` (see :meth:`from_pretrained` to load by path or name).
+            A model whose method makes something else than photos from label maps (e.g. layouts
+            from class proportions) contributes its image stage (:attr:`Method.image_stage`).
         device: where the networks run.
         dtype: their dtype (``torch.bfloat16`` / ``torch.float16`` are for GPUs).
         fast: use the method's optimised generator when it has one (same images, less work).
@@ -67,6 +69,8 @@ class Pipeline:
         compile: bool = False,
         batch_size: int = 8,
     ):
+        if model.method.image_stage is not None:
+            model = model.method.image_stage(model)
         self.model = model.eval()
         self.device = torch.device(device)
         self.dtype = dtype

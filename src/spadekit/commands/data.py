@@ -11,7 +11,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "data",
         help="check datasets and prepare COCO-Stuff instance maps",
-        description="Dataset tools. Formats: cityscapes, ade20k, ade20k-outdoor, coco, folder, toy "
+        description="Dataset tools. Formats: cityscapes, ade20k, ade20k-outdoor, coco, folder, toy, celebamask-hq "
         "(see the README's data section for the layouts).",
     )
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)

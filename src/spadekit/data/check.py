@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from spadekit.data.dataset import instance_picture, label_picture, open_picture
-from spadekit.data.formats import SPLITS, scan_dataset
+from spadekit.data.formats import LABEL_READERS, PHOTOS_TO_LABEL_SIZE, SPLITS, scan_dataset
 from spadekit.data.palette import DONTCARE, Palette
 from spadekit.errors import DataError
 
@@ -153,8 +153,9 @@ def check_dataset(
         for path, detail in scan.problems:
             kind = "duplicate key" if detail.startswith("two ") else "missing partner"
             report.problems.append(Problem(kind, path, detail))
+        reader = LABEL_READERS.get(format)
         for sample in tqdm(scan.samples, desc=f"checking {split}", unit="sample", disable=not progress):
-            _check_sample(report, sample, palette, decode_images)
+            _check_sample(report, sample, palette, decode_images, reader, format in PHOTOS_TO_LABEL_SIZE)
     return report
 
 
@@ -171,13 +172,23 @@ def _open(report: CheckReport, path: Path, what: str, decode: bool):
         return None
 
 
-def _check_sample(report: CheckReport, sample, palette: Palette | None, decode_images: bool) -> None:
-    label = _open(report, sample.label, "label map", True)
+def _check_sample(report: CheckReport, sample, palette: Palette | None, decode_images: bool, reader=None,
+                  any_photo_size: bool = False) -> None:
+    if reader is not None:  # a label merged from several files (e.g. CelebAMask-HQ's part masks)
+        try:
+            from PIL import Image
+
+            label = Image.fromarray(reader(sample.label))
+        except DataError as exc:
+            report.problems.append(Problem("unreadable file", sample.label, str(exc).split(": ", 1)[-1]))
+            label = None
+    else:
+        label = _open(report, sample.label, "label map", True)
     image = _open(report, sample.image, "image", decode_images)
     instance = _open(report, sample.instance, "instance map", True) if sample.instance is not None else None
     if label is None:
         return
-    for other, path in ((image, sample.image), (instance, sample.instance)):
+    for other, path in ((None if any_photo_size else image, sample.image), (instance, sample.instance)):
         if other is not None and other.size != label.size:
             report.problems.append(
                 Problem(

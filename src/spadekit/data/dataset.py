@@ -14,7 +14,7 @@ process and (through :func:`make_loader`) from DataLoader workers alike.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
 from spadekit.config import DataConfig, ModelConfig, load_config
-from spadekit.data.formats import SPLITS, Sample, scan_dataset
+from spadekit.data.formats import LABEL_READERS, PHOTOS_TO_LABEL_SIZE, SPLITS, Sample, scan_dataset
 from spadekit.data.labels import map_dontcare
 from spadekit.data.palette import DONTCARE, Palette, colors_to_ids, load_palette
 from spadekit.data.toy import TOY_CLASSES, ToyScene, render_scene, scene_seed
@@ -155,8 +155,14 @@ class PairedDataset(Dataset):
         class_names: Sequence[str] | None = None,
         label_offset: int = 0,
         check_hint: str | None = None,
+        read_label: Callable[[Path], np.ndarray] | None = None,
+        photo_to_label_size: bool = False,
     ) -> None:
         self.samples = list(samples)
+        self.read_label = read_label
+        """Turns a sample's label key into ids (formats without one label file per sample)."""
+        self.photo_to_label_size = photo_to_label_size
+        """Resize photos (bicubic) to their label map's size instead of refusing another size."""
         self.label_offset = label_offset
         self.check_hint = check_hint
         """Appended to errors about a file (which command lists every bad file at once)."""
@@ -181,8 +187,13 @@ class PairedDataset(Dataset):
 
     def _item(self, index: int) -> dict[str, Any]:
         sample = self.samples[index]
-        label = label_picture(open_picture(sample.label, "label map"), sample.label, self.palette)
+        if self.read_label is not None:
+            label = Image.fromarray(self.read_label(sample.label))
+        else:
+            label = label_picture(open_picture(sample.label, "label map"), sample.label, self.palette)
         image = open_picture(sample.image, "image")
+        if self.photo_to_label_size and image.size != label.size:
+            image = image.convert("RGB").resize(label.size, Image.BICUBIC)
         instance = None
         if self.use_instance:
             if sample.instance is None:
@@ -317,6 +328,8 @@ def open_dataset(
         scan.samples, model.label_nc, model.contain_dontcare, model.use_instance, preprocess, palette, data.class_names,
         data.label_offset,
         check_hint=check_hint(root, preset),
+        read_label=LABEL_READERS.get(data.format),
+        photo_to_label_size=data.format in PHOTOS_TO_LABEL_SIZE,
     )
 
 

@@ -15,6 +15,9 @@ missing file cannot shift every pair after it.
                     for SPADE); at training time also ``{split}_{label,img,inst}_portrait/`` when present
 ``folder``/``toy``  ``labels/``, ``images/``, ``instances/`` (optional) under the root, or under
                     ``root/{split}/`` when that folder exists; key = stem
+``celebamask-hq``   ``CelebAMask-HQ-mask-anno/<k // 2000>/<k:05d>_<part>.png`` (one binary mask per face part,
+                    merged into one label map, :mod:`spadekit.data.celebamask_hq`) and ``CelebA-HQ-img/<k>.jpg``;
+                    faces k >= 28000 are ``val``. Photos are resized (bicubic) to the 512×512 masks.
 ==================  =====================================================================================
 
 Samples are ordered by the official "natural" sort of the label paths (digits compare as numbers).
@@ -31,7 +34,7 @@ from typing import Callable
 from spadekit.errors import DataError
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
-FORMATS = ("cityscapes", "ade20k", "ade20k-outdoor", "coco", "folder", "toy")
+FORMATS = ("cityscapes", "ade20k", "ade20k-outdoor", "coco", "folder", "toy", "celebamask-hq")
 SPLITS = ("train", "val")
 
 FOLDER_LABEL_DIRS = ("labels", "label")
@@ -303,6 +306,24 @@ def scan_folder(root: Path, split: str, use_instance: bool, train: bool) -> Scan
     return scan
 
 
+def scan_celebamask_hq(root: Path, split: str, use_instance: bool, train: bool) -> Scan:
+    from spadekit.data.celebamask_hq import scan_celebamask_hq as scan
+
+    return scan(root, split, use_instance, train)
+
+
+def _read_celebamask_hq_label(key: Path):
+    from spadekit.data.celebamask_hq import read_label
+
+    return read_label(key)
+
+
+LABEL_READERS: dict[str, Callable[[Path], "object"]] = {"celebamask-hq": _read_celebamask_hq_label}
+"""Formats whose label "path" is a key that a reader turns into an (H, W) id array (no single file)."""
+PHOTOS_TO_LABEL_SIZE = frozenset({"celebamask-hq"})
+"""Formats whose photos come at another resolution than their labels: photos are resized to the label size."""
+
+
 SCANNERS: dict[str, Callable[[Path, str, bool, bool], Scan]] = {
     "cityscapes": scan_cityscapes,
     "ade20k": scan_ade20k,
@@ -310,6 +331,7 @@ SCANNERS: dict[str, Callable[[Path, str, bool, bool], Scan]] = {
     "coco": scan_coco,
     "folder": scan_folder,
     "toy": scan_folder,  # toy scenes written by `spadekit toy make` are in the folder layout
+    "celebamask-hq": scan_celebamask_hq,
 }
 
 

@@ -33,7 +33,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -83,6 +83,30 @@ class Evaluators:
     diversity_fn: DistanceFn | None = None
     diversity_name: str = "lpips"
     real_reference: bool = False
+
+
+class EvaluationHook(Protocol):
+    """A method's own evaluation (:attr:`spadekit.methods.Method.evaluation`), for models whose
+    generator does not turn the dataset's label maps into photos (e.g. proportions → layout).
+
+    ``metrics``: the names it adds (requested like any metric, all by default); ``image_model``: the
+    layout→image model that turns the hook's layouts into photos (None: no photo metrics);
+    ``layouts(batch, seeds)``: the label maps ``(N, 1, H, W)`` the image model receives instead of the
+    batch's own (at the batch's size; image ``i`` seeded by ``seeds[i]``), updating the hook's
+    statistics; ``compute()``: its metrics by name; ``protocol()``: how they were measured;
+    ``to(device)``.
+    """
+
+    metrics: Sequence[str]
+    image_model: Any
+
+    def layouts(self, batch: dict, seeds: list[int]) -> torch.Tensor: ...
+
+    def compute(self) -> dict[str, float]: ...
+
+    def protocol(self) -> dict: ...
+
+    def to(self, device: torch.device | str) -> "EvaluationHook": ...
 
 
 def sample_seed(seed: int, index: int, sample: int) -> int:
@@ -179,8 +203,12 @@ def synthesize_and_score(
     progress: bool = True,
     total: int | None = None,
     save_images: Path | None = None,
+    hook: EvaluationHook | None = None,
 ) -> dict:
     """One pass over ``loader`` (dataset items, collated): generate, then update every metric.
+
+    With a ``hook``, the label maps the generator receives are the hook's (see :class:`EvaluationHook`;
+    instance edges then follow their class boundaries) and the hook's metrics are added.
 
     ``size`` is the generated ``(height, width)``; data of another size is resized to it. FID and
     segmentation use sample 0 of each label map; diversity uses all ``num_samples`` samples of
@@ -209,8 +237,11 @@ def synthesize_and_score(
     bar = tqdm(total=total, desc="evaluate", unit="img", disable=not progress)
     for batch in loader:
         batch = _fit_batch(batch, size)
+        if hook is not None:
+            seeds = [sample_seed(seed, index + i, 0) for i in range(batch["label"].shape[0])]
+            batch = {**{k: v for k, v in batch.items() if k != "instance"}, "label": hook.layouts(batch, seeds)}
         label = batch["label"].to(device)
-        instance = batch["instance"].to(device) if use_instance else None
+        instance = batch.get("instance", batch["label"]).to(device) if use_instance else None
         semantics = to_semantics(label, label_nc, contain_dontcare, instance)
         n = label.shape[0]
         want_diversity = diversity is not None and (diversity_maps is None or index < diversity_maps)
@@ -258,6 +289,8 @@ def synthesize_and_score(
     if diversity is not None:
         metrics[ev.diversity_name] = diversity.compute()
         result["diversity_maps"] = len(diversity.per_label_map)
+    if hook is not None:
+        metrics.update(hook.compute())
     result["metrics"] = metrics
     return result
 
@@ -269,17 +302,22 @@ def _warn(message: str) -> None:
     warnings.warn(message, stacklevel=3)
 
 
-def parse_metrics(text: str | Sequence[str] | None, num_samples: int) -> list[str]:
-    """``"fid,miou"`` → ``["fid", "miou"]`` (validated). Default: fid, miou, accuracy, plus lpips
-    when ``num_samples`` >= 2."""
+def parse_metrics(text: str | Sequence[str] | None, num_samples: int, extra: Sequence[str] = (), photos: bool = True) -> list[str]:
+    """``"fid,miou"`` → ``["fid", "miou"]`` (validated). Default: fid, miou, accuracy (when the model
+    makes ``photos``), plus lpips when ``num_samples`` >= 2, plus a method's ``extra`` metrics."""
+    known = METRICS + tuple(extra)
     if text is None:
-        names = ["fid", "miou", "accuracy"] + (["lpips"] if num_samples >= 2 else [])
+        names = (["fid", "miou", "accuracy"] + (["lpips"] if num_samples >= 2 else [])) if photos else []
+        names += list(extra)
     else:
         items = text.split(",") if isinstance(text, str) else list(text)
         names = [m.strip().lower() for m in items if m.strip()]
-        unknown = [m for m in names if m not in METRICS]
+        unknown = [m for m in names if m not in known]
         if unknown or not names:
-            raise ConfigError(f"unknown metric(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(METRICS)}")
+            raise ConfigError(f"unknown metric(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(known)}")
+        if not photos and any(m in METRICS for m in names):
+            raise ConfigError("this model makes no photos (no image model): only its own metrics "
+                              f"({', '.join(extra)}) can be measured")
     if all(m in names for m in DIVERSITY_METRICS):
         raise ConfigError("choose one diversity metric: lpips or feature-diversity (its offline stand-in)")
     if any(m in DIVERSITY_METRICS for m in names) and num_samples < 2:
@@ -434,7 +472,7 @@ def _load_instruments(
     return found
 
 
-def _model_summary(model, path: str | Path) -> dict:
+def _model_summary(model, path: str | Path, image_model=None) -> dict:
     from spadekit.evaluation.fid import file_sha256
     from spadekit.release import resolve_model_path
 
@@ -453,7 +491,48 @@ def _model_summary(model, path: str | Path) -> dict:
             info["generator_sha256"] = file_sha256(weights)
     except Exception:  # noqa: BLE001 - a hash is a nicety; official checkpoints have no such file
         pass
+    if image_model is not None:  # the layout→image model a method handed its layouts to
+        c = image_model.config
+        info["image_model"] = {"method": c.method, "preset": c.preset, "generator": c.model.generator,
+                               "parameters": int(sum(p.numel() for p in image_model.generator.parameters()))}
     return info
+
+
+def _evaluate_without_photos(hook: EvaluationHook, loaded, path, config, preset: str, data_root, split: str,
+                             names: list[str], batch_size: int, max_images: int | None, seed: int, workers: int,
+                             out, begin: float) -> dict:
+    """A method's own metrics when it has no image model: its layouts only, at the data's size."""
+    from spadekit.data import make_loader, open_dataset
+    from spadekit.data.formats import split_name
+
+    data = dataclasses.replace(config.data, root=str(data_root) if data_root is not None else config.data.root,
+                               num_workers=workers)
+    dataset = open_dataset(data.root, preset=preset, split=split, train=False, data=data, model=config.model)
+    count = len(dataset) if max_images is None else min(max_images, len(dataset))
+    if count < len(dataset):
+        dataset = torch.utils.data.Subset(dataset, range(count))
+    index = 0
+    for batch in make_loader(dataset, batch_size, shuffle=False, data=data):
+        n = batch["label"].shape[0]
+        hook.layouts(batch, [sample_seed(seed, index + i, 0) for i in range(n)])
+        index += n
+    scores = hook.compute()
+    report = _jsonable({
+        "format": REPORT_FORMAT, "format_version": REPORT_VERSION,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "model": _model_summary(loaded, path),
+        "data": {"preset": preset, "format": data.format, "root": data.root, "split": split_name(data.format, data.root, split),
+                 "images": index, "resolution": list(dataset[0]["label"].shape[-2:])},
+        "metrics": {k: scores.get(k) for k in names if k in scores},
+        "skipped": {}, "warnings": [],
+        "protocol": {"method": hook.protocol(), "generation": {"seed": seed}},
+        "timing": {"seconds": round(time.perf_counter() - begin, 2)},
+    })
+    if out is not None:
+        from spadekit.io import atomic_write_text
+
+        atomic_write_text(Path(out), json.dumps(report, indent=2, allow_nan=False) + "\n")
+    return report
 
 
 def evaluate(
@@ -525,14 +604,20 @@ def evaluate(
         raise ConfigError("--num-samples must be >= 1")
     if max_images is not None and max_images < 1:
         raise ConfigError("--max-images must be >= 1")
-    names = parse_metrics(metrics, num_samples)
     device = torch.device("cuda" if str(device) == "auto" and torch.cuda.is_available() else
                           ("cpu" if str(device) == "auto" else device))
 
-    spade = load_model(model, device=device, preset=preset)
-    m = spade.config.model
-    preset = preset or spade.config.preset
+    loaded = load_model(model, device=device, preset=preset)
+    preset = preset or loaded.config.preset
     config = load_config(preset, list(overrides or []))
+    # A model with its own measures (e.g. proportions → layout) hands its layouts to an image model.
+    hook = loaded.method.evaluation(loaded, config).to(device) if loaded.method.evaluation is not None else None
+    spade = loaded if hook is None else hook.image_model
+    names = parse_metrics(metrics, num_samples, hook.metrics if hook else (), photos=spade is not None)
+    if spade is None:
+        return _evaluate_without_photos(hook, loaded, model, config, preset, data_root, split, names, batch_size,
+                                        max_images, seed, workers, out, begin)
+    m = spade.config.model
     width, height = spade.output_size
     data = dataclasses.replace(config.data, crop_size=width, load_size=width,
                                root=str(data_root) if data_root is not None else config.data.root,
@@ -590,7 +675,7 @@ def evaluate(
     result = synthesize_and_score(
         spade.generator, loader, ev, m.label_nc, m.contain_dontcare, m.use_instance, latent_dim,
         (height, width), num_samples=num_samples, diversity_maps=diversity_images, seed=seed, device=device,
-        progress=progress, total=count, save_images=Path(save_images) if save_images else None,
+        progress=progress, total=count, save_images=Path(save_images) if save_images else None, hook=hook,
     )
     if result["real_statistics"] is not None and stats_key is not None:
         save_cached_statistics(cache, stats_key, result["real_statistics"])
@@ -637,13 +722,16 @@ def evaluate(
         "seed": seed,
         "samples_per_label_map": num_samples,
     }
+    if hook is not None:
+        protocol["generation"]["input"] = "the label maps of the model's own layouts (see protocol.method), at the image model's size"
+        protocol["method"] = hook.protocol()
 
     seconds = time.perf_counter() - begin
     report: dict[str, Any] = {
         "format": REPORT_FORMAT,
         "format_version": REPORT_VERSION,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "model": _model_summary(spade, model),
+        "model": _model_summary(loaded, model, spade if hook is not None else None),
         "data": {
             "preset": preset, "format": data.format, "root": data.root, "split": split_read,
             "images": result["images"], "resolution": [height, width],
@@ -712,6 +800,7 @@ def format_report(report: dict) -> str:
         lines.append(f"  {labels.get(key, key):<36} skipped: {reason}")
     for note in report.get("warnings", []):
         lines.append(f"  warning: {note}")
-    lines.append(format_protocol(protocol))
+    if "protocol_version" in protocol:  # absent when a method measured its own metrics only
+        lines.append(format_protocol(protocol))
     lines.append(f"  took {report['timing']['seconds']:.1f} s")
     return "\n".join(lines)

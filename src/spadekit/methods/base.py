@@ -63,6 +63,12 @@ class Objective(Protocol):
     fake images) to ``discriminator_losses``, or None when the D step must generate its own fakes
     (``train.regenerate_fakes``, the official order). ``sample`` runs ``generator`` on a batch the way
     the objective does (used for previews and batch-norm refreshes; the caller sets modes and grads).
+    Its result is what the preview grids show: images, or (for a generator of layouts) the layouts as
+    pictures, (N, 3, H, W) in [-1, 1] at the size of the batch's semantics.
+
+    Optional: ``after_step()``, called once per iteration on the G-step objective after the optimiser
+    steps (a progressive schedule advances there). State it changes must live in a network part, so
+    that both objectives the trainer builds see it and checkpoints hold it.
     """
 
     def generator_losses(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor], Any]: ...
@@ -119,6 +125,17 @@ class Method:
     """The preset that trains this method on toy scenes offline (``spadekit train --preset ...``)."""
     tiny_overrides: tuple[str, ...] = ()
     """Dotted overrides that shrink ``toy_preset`` to a seconds-long CPU test (widths, sizes, batch)."""
+    prepare_training: Callable[[dict[str, nn.Module], Any, Config, Callable[[str], None]], None] | None = None
+    """``(networks, training dataset, config, log)``: fits parts that come from the training data (a
+    palette mixture ...) before the first step of a fresh run; checkpoints carry them afterwards."""
+    image_stage: Callable[[Any], Any] | None = None
+    """For models whose generator does not turn label maps into photos (proportions → layout):
+    ``(model) -> SpadeModel``, the layout→image model that turns their layouts into photos.
+    :class:`~spadekit.inference.Pipeline` (hence ``synthesize`` and the studio) runs that model."""
+    evaluation: Callable[[Any, Config], Any] | None = None
+    """``(model, dataset config) -> hook`` for models with their own measures (see
+    :class:`spadekit.evaluation.evaluate.EvaluationHook`): it turns each validation batch into the
+    layouts its image stage synthesizes and adds its metrics to ``spadekit evaluate``."""
 
     def size_of(self, config: Config) -> tuple[int, int]:
         if self.output_size is not None:

@@ -258,6 +258,8 @@ def build_trainer(
         config.save(run_dir / "config.json")
 
     networks = networks_for(config, init_model if resume_from is None else None, init_source)
+    if resume_from is None and method.prepare_training is not None:
+        method.prepare_training(networks, dataset, config, say)  # parts fitted to the data (a resume reloads them)
     if preview is None:
         preview = preview_items(config, dataset)
     monitor: Silent = Monitor(run_dir, progress, tensorboard, title=f"spadekit {config.preset}: {run_dir.name}") if env.is_main else Silent()

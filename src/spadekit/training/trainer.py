@@ -184,7 +184,10 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=options.precision == "fp16")
 
         # -- DDP wrappers and compiled callables (they share the raw modules' parameters)
-        running = {name: wrap_ddp(net, env) for name, net in self.networks.items()}
+        # Only what an optimiser updates is wrapped: DDP refuses modules without trainable parameters
+        # (state parts such as a schedule or a fitted mixture).
+        optimised = {n for names in self.groups.values() for n in names}
+        running = {name: wrap_ddp(net, env) if name in optimised else net for name, net in self.networks.items()}
         self._sync = {key: [running[n] for n in names] for key, names in self.groups.items()}
         # The G step reaches D's weights without DDP: D is frozen there.
         for_g = {**running, **{n: self.networks[n] for n in self.groups["D"]}}
@@ -384,6 +387,9 @@ class Trainer:
         self.scaler.update()
         if self.ema is not None:
             self.ema.update(self.G)
+        after_step = getattr(self.objective_G, "after_step", None)
+        if after_step is not None:
+            after_step()  # e.g. a progressive schedule; its state lives in a part, so checkpoints hold it
         return totals
 
     def _check_finite(self, totals: dict[str, torch.Tensor]) -> None:

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from spadekit.errors import DataError
-from spadekit.methods.palette.celeba import (
+from spadekit.data.celebamask_hq import (
     CLASS_NAMES,
     PARTS,
     label_key,

@@ -122,7 +122,7 @@ def scan_celebamask_hq(root: str | Path, split: str, use_instance: bool = False,
     if split not in ("train", "val"):
         raise DataError(f"unknown split {split!r} (train or val)")
     root = Path(root)
-    scan = Scan(where=f"{root / ANNO_DIR}, {root / IMAGE_DIR}")
+    scan = Scan(where=f"{split} faces of {root / ANNO_DIR}, {root / IMAGE_DIR}")
     for k in face_indices(root):
         if (k >= VAL_FROM) != (split == "val"):
             continue
