@@ -175,13 +175,16 @@ def wrap_ddp(module: nn.Module, env: DistEnv) -> nn.Module:
     """DistributedDataParallel on this process's device; the module itself in a world of one.
 
     Parameters and buffers are broadcast from rank 0 when wrapping, so every process starts equal.
+    A module that runs only some of its parameters at a time (progressive growing) says so with a
+    true ``runs_parameter_subsets`` attribute; DDP then looks for the unused ones every step.
     """
     if not env.distributed:
         return module
     from torch.nn.parallel import DistributedDataParallel
 
     device_ids = [env.device] if env.device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=True)
+    subsets = bool(getattr(module, "runs_parameter_subsets", False))
+    return DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=True, find_unused_parameters=subsets)
 
 
 def no_sync(modules: list[nn.Module], skip: bool) -> contextlib.AbstractContextManager:

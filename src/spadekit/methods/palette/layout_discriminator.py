@@ -76,6 +76,9 @@ class LayoutDiscriminator(nn.Module):
     The resolution stage is the height of the layout it is given.
     """
 
+    runs_parameter_subsets = True
+    """Only the blocks of the current resolution run (DDP must look for unused parameters)."""
+
     def __init__(
         self,
         num_semantics: int,

@@ -173,6 +173,9 @@ class LayoutGenerator(nn.Module):
     for the last one.
     """
 
+    runs_parameter_subsets = True
+    """Only the blocks of the current resolution run (DDP must look for unused parameters)."""
+
     def __init__(
         self,
         num_semantics: int,

@@ -9,8 +9,8 @@ image stage was converted with the model. Photos come from a layout→image mode
 the model carries its own (``palette.image_config`` + ``image_generator``, from official checkpoints).
 
 Shared sections: ``model.label_nc`` is the layout's class count C, ``model.aspect_ratio`` the
-(integer) layout aspect, ``model.width`` the layout width at ``palette.final_res`` (the size the
-training label maps are loaded at).
+(integer) layout aspect, ``model.width`` the width the training label maps are loaded at (at least
+the layout width at ``palette.final_res``; each stage nearest-resizes them).
 """
 
 from __future__ import annotations
@@ -217,16 +217,22 @@ def validate(config: Config) -> None:
     aspect = aspect_of(config)
     if aspect < 1 or abs(m.aspect_ratio - aspect) > 1e-9:
         raise ConfigError(f"model.aspect_ratio={m.aspect_ratio:g}: the layout networks need an integer aspect ratio (1, 2 ...)")
-    if m.width != o.last_res * aspect:
+    if m.width < o.last_res * aspect:
         raise ConfigError(
-            f"model.width={m.width} must be the layout width at palette.final_res={o.last_res}: "
-            f"{o.last_res * aspect} (the training label maps are loaded at that size)"
+            f"model.width={m.width} is below the layout width at palette.final_res={o.last_res} ({o.last_res * aspect}): "
+            "the training label maps are loaded at model.width and resized to each stage"
         )
     o.steps_per_res()
     for name in ("ova_classes", "excluded_classes"):
         bad = [c for c in getattr(o, name) if not 0 <= c < m.label_nc]
         if bad:
             raise ConfigError(f"palette.{name}: classes {bad} are outside 0..{m.label_nc - 1}")
+
+
+def layout_size(config: Config) -> tuple[int, int]:
+    """(width, height) of the layouts at ``palette.final_res``."""
+    res = config.section("palette").last_res
+    return res * aspect_of(config), res
 
 
 def image_stage(model) -> Any:
@@ -285,11 +291,12 @@ PALETTE = register_method(
         prepare_batch=prepare_batch,
         optimized={"G": ("generator",), "D": ("discriminator",)},
         validate=validate,
+        output_size=layout_size,
         release_parts=("generator", "discriminator", "schedule", "mixture", "image_generator"),
         capabilities=frozenset({"palette"}),
         toy_preset="palette-toy",
         tiny_overrides=(
-            "model.width=16", "data.crop_size=16", "data.load_size=16", "palette.max_dim=16", "palette.final_res=16",
+            "model.width=32", "data.crop_size=32", "data.load_size=32", "palette.max_dim=32", "palette.final_res=32",
             "palette.latent_dim=4", "palette.max_hidden_dim=8", "palette.phase_steps=[1]", "palette.max_components=2",
             "data.toy_scenes=8", "train.batch_size=2",
         ),

@@ -90,7 +90,8 @@ def read_official(directory: Path, preset: str | None, overrides: list[str]):
     if names is not None and len(names) != classes:
         values["data"].update(class_names=None, colors=None)
         base.data.class_names = base.data.colors = None
-    values["model"].update(label_nc=classes, width=final_res * aspect, aspect_ratio=float(aspect))
+    # model.width is where training label maps are loaded; the shared model checks want >= 32 per aspect unit.
+    values["model"].update(label_nc=classes, width=max(final_res, 32) * aspect, aspect_ratio=float(aspect))
     values["palette"].update(
         max_dim=max_dim, final_res=final_res, latent_dim=g.latent_dim, widths=list(g.widths), joints_per_block=g.joints_per_block,
         joint_type=g.joint_type, phase_steps=[1], image_config=None,
