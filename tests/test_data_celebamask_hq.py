@@ -99,3 +99,45 @@ def test_write_merged_labels(tmp_path: Path):
     written = write_merged_labels(tmp_path, tmp_path / "labels")
     assert [p.name for p in written] == ["7.png"]
     np.testing.assert_array_equal(np.asarray(Image.open(written[0])), expected)
+
+
+def small_celeba(root: Path) -> Path:
+    """Faces 0-2 (train) and 28000 (val), photos at twice the mask size as in the release."""
+    photos = root / "CelebA-HQ-img"
+    photos.mkdir(parents=True)
+    for k in (0, 1, 2, 28000):
+        face(root, k)
+        Image.new("RGB", (16, 16), (40 * (k % 5), 90, 200)).save(photos / f"{k}.jpg")
+    return root
+
+
+def test_the_data_layer_reads_the_format(tmp_path: Path):
+    from spadekit.config import load_config
+    from spadekit.data import open_dataset
+
+    root = small_celeba(tmp_path)
+    config = load_config("celebamask-hq", ["data.crop_size=8", "data.load_size=8", "model.width=32"])
+    data, model = config.data, config.model
+    assert data.format == "celebamask-hq" and model.label_nc == 19 and not model.use_instance
+    train = open_dataset(str(root), preset="celebamask-hq", split="train", train=False, data=data, model=model)
+    val = open_dataset(str(root), preset="celebamask-hq", split="val", train=False, data=data, model=model)
+    assert (len(train), len(val)) == (3, 1)
+    item = train[0]
+    # The merged map (hair over skin over nose) at the preset size; the 16x16 photo resized to the 8x8 masks first.
+    np.testing.assert_array_equal(item["label"][0].numpy(), face(tmp_path / "again", 0))
+    assert item["image"].shape == (3, 8, 8)
+
+
+def test_data_check_understands_the_format(tmp_path: Path, capsys: pytest.CaptureFixture):
+    from spadekit.cli import main
+
+    root = small_celeba(tmp_path)
+    assert main(["data", "check", str(root), "--preset", "celebamask-hq", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "3 train samples, 1 val samples" in out and "no problems found" in out
+    assert "13 hair" in out  # the histogram names the merged classes
+    (root / "CelebAMask-HQ-mask-anno" / "0" / "00001_skin.png").write_bytes(b"not a png")
+    face(root, 5)  # masks without a photo
+    assert main(["data", "check", str(root), "--preset", "celebamask-hq", "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "00001: unreadable mask" in out and "00001_skin.png" in out and "no photo CelebA-HQ-img/5.jpg" in out

@@ -37,7 +37,7 @@ class PaletteResult:
     """What a :class:`PalettePipeline` call made, sample by sample.
 
     ``palettes``: requested proportions (N, C); ``layouts``: the generator's soft layouts (N, C, h, w);
-    ``labels``: class ids (N, H, W) int64 at the photo size (the layout size without photos);
+    ``labels``: class ids (N, H, W) int64 at the image model's size (the layout size without one);
     ``achieved``: the proportions of ``labels`` (N, C); ``images``: the photos (PIL images, or an
     (N, 3, H, W) tensor in [-1, 1]; None when no photo was asked for); ``notice``: a message when the
     given proportions were renormalised; ``seed``: the seed used.
