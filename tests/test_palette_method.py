@@ -157,3 +157,40 @@ def test_two_processes_train_with_ddp(tmp_path: Path):
     state = _states(run, 4)
     assert state["world_size"] == 2 and state["schedule"]["state"].tolist() == [8, 1, 0, 0]
     assert load_model(run / "model").extras["mixture"].fitted
+
+
+E2E = ["palette.end_to_end=true", "model.width=128", "data.crop_size=128", "data.load_size=128", "model.ndf=8",
+       "model.num_D=1", "model.n_layers_D=2"]
+
+
+def _one_finished_step(run: Path, *extra: str):
+    trainer = build_trainer(tiny(*E2E, *extra), run, steps=1, **QUIET)
+    trainer.networks["schedule"].finish()  # at the final resolution, where the photo terms apply
+    before = {name: {k: v.clone() for k, v in net.state_dict().items()} for name, net in trainer.networks.items()}
+    trainer.fit()
+    return trainer, before
+
+
+def test_end_to_end_tunes_both_generators_through_the_photo_critic(tmp_path: Path):
+    trainer, before = _one_finished_step(tmp_path / "e2e")
+    assert {"image_generator", "image_discriminator"} <= set(trainer.networks)
+    for name, key in (("image_generator", "conv_img.weight"), ("image_discriminator", "discriminator_0.model0.0.weight")):
+        assert not torch.equal(before[name][key], trainer.networks[name].state_dict()[key]), f"{name} did not train"
+    # The photo term reaches the layout generator: without it (lambda_d2=0) its update differs.
+    plain, _ = _one_finished_step(tmp_path / "plain", "palette.lambda_d2=0")
+    key = "blocks.3.conv2.weight"
+    assert not torch.equal(trainer.networks["generator"].state_dict()[key], plain.networks["generator"].state_dict()[key])
+    # The release carries the tuned image generator; the pipeline draws its photos with it.
+    model = load_model(tmp_path / "e2e" / "model")
+    tuned = trainer.networks["image_generator"].state_dict()["conv_img.weight"]
+    assert torch.equal(Pipeline(model).model.generator.state_dict()["conv_img.weight"], tuned)
+    assert not torch.equal(load_model("toy").generator.state_dict()["conv_img.weight"], tuned)
+
+
+def test_end_to_end_needs_an_image_model_at_the_data_size():
+    with pytest.raises(ConfigError, match="end_to_end tunes the image model"):
+        tiny(*E2E, "palette.image_model=null")
+    from spadekit.methods.palette.method import networks
+
+    with pytest.raises(ConfigError, match="makes \\(128, 128\\) photos"):
+        networks(tiny("palette.end_to_end=true"), False)

@@ -185,8 +185,9 @@ class Trainer:
 
         # -- DDP wrappers and compiled callables (they share the raw modules' parameters)
         # Only what an optimiser updates is wrapped: DDP refuses modules without trainable parameters
-        # (state parts such as a schedule or a fitted mixture).
-        optimised = {n for names in self.groups.values() for n in names}
+        # (state parts such as a schedule or a fitted mixture, frozen networks).
+        optimised = {n for names in self.groups.values() for n in names
+                     if any(p.requires_grad for p in self.networks[n].parameters())}
         running = {name: wrap_ddp(net, env) if name in optimised else net for name, net in self.networks.items()}
         self._sync = {key: [running[n] for n in names] for key, names in self.groups.items()}
         # The G step reaches D's weights without DDP: D is frozen there.

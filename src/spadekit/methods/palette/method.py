@@ -104,6 +104,13 @@ class PaletteOptions:
     """Fit the mixture on the first N training layouts only (None: all)."""
     image_model: str | None = None
     """The layout→image model of the photos: a release model folder or a bundled name (``toy``)."""
+    end_to_end: bool = False
+    """End-to-end tuning (the paper's last stage, reduced: see :mod:`.end_to_end`): at the final
+    resolution an unconditional photo discriminator judges the image stage's photos of the generated
+    layouts, and the layout and image generators learn from it. Needs ``image_model`` and training
+    data at the image model's size (``model.width``)."""
+    lambda_d2: float = 0.01
+    """Weight of the photo discriminator's term in the generator's total [lambda_d2]."""
     image_width: int | None = None
     """Official conversion only: output width of an ``img_g_net`` image generator (the official
     ``width_size``; None: the layout width)."""
@@ -189,8 +196,25 @@ def image_config(config: Config) -> Config | None:
         raise ConfigError(f"palette.image_config: {exc}") from None
 
 
+def image_model_config(config: Config) -> Config:
+    """The config of the image stage: the carried one, else the one of ``palette.image_model``."""
+    from spadekit.release import read_config, resolve_model_path
+
+    inner = image_config(config)
+    if inner is not None:
+        return inner
+    name = config.section("palette").image_model
+    if name is None:
+        raise ConfigError("palette.image_model is not set")
+    try:
+        return read_config(resolve_model_path(name))
+    except (CheckpointError, OSError) as exc:
+        raise ConfigError(f"palette.image_model={name!r}: {exc}") from None
+
+
 def networks(config: Config, init: bool) -> dict[str, nn.Module]:
     from spadekit.methods import method_of
+    from spadekit.methods.palette.end_to_end import photo_discriminator
 
     o = config.section("palette")
     parts = {
@@ -200,8 +224,22 @@ def networks(config: Config, init: bool) -> dict[str, nn.Module]:
         "mixture": MixtureState(config.model.label_nc, o.max_components),
     }
     inner = image_config(config)
-    if inner is not None:
-        parts["image_generator"] = method_of(inner).build_networks(inner, init)["generator"]
+    if inner is not None or o.end_to_end:
+        inner = image_model_config(config)
+        parts["image_generator"] = method_of(inner).build_networks(inner, False)["generator"]
+        parts["image_generator"].requires_grad_(o.end_to_end)  # trained only end to end
+    if o.end_to_end:
+        if tuple(method_of(inner).size_of(inner)) != tuple(config.model.output_size):
+            raise ConfigError(
+                f"palette.end_to_end: the image model makes {method_of(inner).size_of(inner)} photos; load the training "
+                f"data at that size (model.width, now {config.model.width})"
+            )
+        parts["image_discriminator"] = photo_discriminator(config)
+        if init:  # start from the image model's weights (a release load brings the tuned ones)
+            from spadekit.release import load_model, load_state_into
+
+            source = load_model(o.image_model).generator
+            load_state_into(parts["image_generator"], source.state_dict(), f"palette.image_model={o.image_model}")
     return parts
 
 
@@ -223,6 +261,8 @@ def validate(config: Config) -> None:
             "the training label maps are loaded at model.width and resized to each stage"
         )
     o.steps_per_res()
+    if o.end_to_end and (o.image_model is None or o.image_config is not None):
+        raise ConfigError("palette.end_to_end tunes the image model named by palette.image_model: set it")
     for name in ("ova_classes", "excluded_classes"):
         bad = [c for c in getattr(o, name) if not 0 <= c < m.label_nc]
         if bad:
@@ -241,9 +281,8 @@ def image_stage(model) -> Any:
     from spadekit.release import SpadeModel, load_model
 
     config = model.config
-    inner = image_config(config)
-    if inner is not None and "image_generator" in model.extras:
-        image = SpadeModel.from_parts(inner, {"generator": model.extras["image_generator"]})
+    if "image_generator" in model.extras:  # converted, or tuned end to end
+        image = SpadeModel.from_parts(image_model_config(config), {"generator": model.extras["image_generator"]})
     else:
         name = config.section("palette").image_model
         if name is None:
@@ -289,7 +328,7 @@ PALETTE = register_method(
         build_objective=objective,
         options=PaletteOptions,
         prepare_batch=prepare_batch,
-        optimized={"G": ("generator",), "D": ("discriminator",)},
+        optimized={"G": ("generator", "image_generator"), "D": ("discriminator", "image_discriminator")},
         validate=validate,
         output_size=layout_size,
         release_parts=("generator", "discriminator", "schedule", "mixture", "image_generator"),
@@ -306,4 +345,4 @@ PALETTE = register_method(
     )
 )
 
-__all__ = ["PALETTE", "PaletteOptions", "image_stage", "check_image_model"]
+__all__ = ["PALETTE", "PaletteOptions", "image_stage", "image_model_config", "check_image_model"]

@@ -142,6 +142,12 @@ class PaletteObjective(nn.Module):
         """(total, terms, carry): terms ``gen`` and per layout n ``entropy_n``, ``spread_n``,
         ``recover_n``, ``true_recover_n``, ``ova_n`` (those that apply; logged even when not in the
         total, as the official logger). ``carry`` is the detached discretised final layout."""
+        total, terms, hard, _ = self.layout_losses(batch)
+        return total, terms, hard.detach()
+
+    def layout_losses(self, batch: PaletteBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, LayoutStep]:
+        """:meth:`generator_losses` with the discretised final layout and the final
+        :class:`LayoutStep` still attached to the graph (for terms on the layout's image)."""
         palette = batch.palette
         steps = self.generate(palette, batch.z, batch.real.shape[0])
         if not self.intermediate:
@@ -174,7 +180,7 @@ class PaletteObjective(nn.Module):
             if self.entropy:
                 extra = extra + entropy
             total = total + extra
-        return total, terms, hard[-1].detach()
+        return total, terms, hard[-1], steps[-1]
 
     def discriminator_losses(self, batch: PaletteBatch, carry: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(total, terms ``wgan``, ``gp``, ``real``, ``fake`` (the last two: mean scores))."""

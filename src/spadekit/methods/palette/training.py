@@ -21,6 +21,7 @@ from torch import nn
 from spadekit.config import Config
 from spadekit.data.labels import to_semantics
 from spadekit.methods.base import Batch
+from spadekit.methods.palette import end_to_end
 from spadekit.methods.palette.layouts import discretize, proportions, soften_layout, to_onehot
 from spadekit.methods.palette.objective import PaletteBatch, PaletteObjective
 from spadekit.methods.palette.parts import MixtureState, ScheduleState, fit_mixture
@@ -67,9 +68,15 @@ class TrainingObjective(PaletteObjective):
         min_sigma: float = 2.0,
         excluded: tuple[int, ...] = (),
         colors: list[list[int]] | None = None,
+        image_stage: nn.Module | None = None,
+        photo_critic: nn.Module | None = None,
+        lambda_d2: float = 0.01,
         **kwargs: Any,
     ):
         super().__init__(generator, discriminator, schedule, **kwargs)
+        self.image_stage = image_stage
+        self.photo_critic = photo_critic
+        self.lambda_d2 = lambda_d2
         self.mixture = mixture
         self.estimated_cond = estimated_cond
         self.soft_real = soft_real
@@ -100,20 +107,37 @@ class TrainingObjective(PaletteObjective):
         return self.mixture.sampler(self.excluded)
 
     # ------------------------------------------------------------------ the trainer's interface
+    @property
+    def _end_to_end(self) -> bool:
+        """Whether the photo terms apply now: end-to-end tuning at the final resolution."""
+        return self.image_stage is not None and self.schedule.res == self.schedule.final_res and self.schedule.fade_alpha is None
+
     def generator_losses(self, batch: Batch):  # type: ignore[override]
         pbatch = self.palette_batch(batch)
-        total, terms, fake = super().generator_losses(pbatch)
-        return total, terms, (fake, pbatch)
+        total, terms, fake, final = self.layout_losses(pbatch)
+        photos = None
+        if self._end_to_end:
+            photos = self.image_stage(final.sem_seg)
+            terms["d2_gen"] = end_to_end.generator_term(self.photo_critic, photos)
+            total = total + self.lambda_d2 * terms["d2_gen"]
+        return total, terms, (fake.detach(), pbatch, None if photos is None else photos.detach())
 
     def discriminator_losses(self, batch: Batch, carry):  # type: ignore[override]
+        photos = None
         if carry is None:  # train.regenerate_fakes: new palettes and fakes from the updated generator
             pbatch = self.palette_batch(batch)
             with torch.no_grad():
                 final = self.generate(pbatch.palette, None, pbatch.real.shape[0])[-1].sem_seg
+                photos = self.image_stage(final) if self._end_to_end else None
             fake = discretize(final, self.discretization, self.temperature)
         else:
-            fake, pbatch = carry
-        return super().discriminator_losses(pbatch, fake)
+            fake, pbatch, photos = carry
+        total, terms = super().discriminator_losses(pbatch, fake)
+        if photos is not None:
+            terms["d2"] = end_to_end.discriminator_term(self.photo_critic, batch.image, photos)
+            total = total + terms["d2"]
+            terms["d2"] = terms["d2"].detach()
+        return total, terms
 
     def after_step(self) -> None:
         self.schedule.step()
@@ -147,6 +171,9 @@ def objective(parts: dict[str, nn.Module], config: Config, vgg: nn.Module | None
         min_sigma=o.min_sigma,
         excluded=tuple(o.excluded_classes),
         colors=config.data.colors,
+        image_stage=image_stage_for_training(parts, config) if o.end_to_end else None,
+        photo_critic=parts.get("image_discriminator"),
+        lambda_d2=o.lambda_d2,
         discretization=o.discretization,
         temperature=o.temperature,
         intermediate=o.intermediate,
@@ -157,6 +184,15 @@ def objective(parts: dict[str, nn.Module], config: Config, vgg: nn.Module | None
         lambda_ova=o.lambda_ova,
         lambda_gp=o.lambda_gp,
     )
+
+
+def image_stage_for_training(parts: dict[str, nn.Module], config: Config) -> end_to_end.ImageStage:
+    """The trained image generator behind the layout → semantics conversion of its model."""
+    from spadekit.methods.palette.method import image_model_config
+
+    m = image_model_config(config).model
+    width, height = m.output_size
+    return end_to_end.ImageStage(parts["image_generator"], (height, width), m.contain_dontcare, m.use_instance)
 
 
 def dataset_proportions(dataset, num_classes: int, limit: int | None = None) -> np.ndarray:
