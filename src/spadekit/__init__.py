@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["load_model", "Pipeline", "__version__"]
+__all__ = ["load_model", "Pipeline", "PalettePipeline", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -18,4 +18,8 @@ def __getattr__(name: str) -> Any:
         from spadekit.inference import Pipeline
 
         return Pipeline
+    if name == "PalettePipeline":  # class proportions -> layouts -> photos (models with the palette capability)
+        from spadekit.methods.palette.pipeline import PalettePipeline
+
+        return PalettePipeline
     raise AttributeError(f"module 'spadekit' has no attribute {name!r}")

@@ -35,7 +35,7 @@ from spadekit.data.label_maps import ImageLike, check_ids, class_index, image_to
 from spadekit.data.labels import instance_edges
 from spadekit.data.palette import Palette, default_colors, make_palette
 from spadekit.errors import DataError
-from spadekit.release import SpadeModel, load_model
+from spadekit.release import SpadeModel, layout_to_image, load_model
 
 
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
@@ -69,8 +69,7 @@ class Pipeline:
         compile: bool = False,
         batch_size: int = 8,
     ):
-        if model.method.image_stage is not None:
-            model = model.method.image_stage(model)
+        model = layout_to_image(model)
         self.model = model.eval()
         self.device = torch.device(device)
         self.dtype = dtype

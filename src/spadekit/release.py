@@ -92,6 +92,13 @@ class SpadeModel:
         return save_model(self, directory)
 
 
+def layout_to_image(model: SpadeModel) -> SpadeModel:
+    """The model that turns label maps into photos: ``model`` itself, or, for a model whose method
+    makes something else (layouts from class proportions), its method's ``image_stage``."""
+    stage = model.method.image_stage
+    return model if stage is None else stage(model)
+
+
 def _state_for_safetensors(network: nn.Module) -> dict[str, torch.Tensor]:
     # safetensors refuses shared storage; checkpoints converted from elsewhere may share it.
     return {k: v.detach().cpu().contiguous().clone() for k, v in network.state_dict().items()}

@@ -81,10 +81,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace):
     from spadekit.errors import ConfigError
-    from spadekit.release import load_model
+    from spadekit.release import layout_to_image, load_model
 
     if args.model:
-        return load_model(args.model, preset=args.preset)
+        loaded = load_model(args.model, preset=args.preset)
+        model = layout_to_image(loaded)
+        if model is not loaded:
+            print(f"{args.model} makes layouts: timing its layout->image model ({model.config.preset})")
+        return model
     if not args.preset:
         raise ConfigError("give --model, or --preset to time a preset with random weights")
     from spadekit.bench import random_model

@@ -31,10 +31,13 @@ def run(args: argparse.Namespace) -> int:
     from spadekit.data.inputs import parse_size
     from spadekit.export import check_export, describe, export_model
     from spadekit.inference import model_at_size
-    from spadekit.release import load_model
+    from spadekit.release import layout_to_image, load_model
 
     size = parse_size(args.size, "--size") if args.size else None
-    model = load_model(args.model, preset=args.preset)
+    loaded = load_model(args.model, preset=args.preset)
+    model = layout_to_image(loaded)
+    if model is not loaded:
+        print(f"{args.model} makes layouts: exporting its layout->image model ({model.config.preset})")
     size = size or tuple(model.output_size)
     model = model_at_size(model, size)
     path = export_model(model, args.fmt, args.out, size, opset=args.opset)

@@ -229,10 +229,11 @@ def networks(config: Config, init: bool) -> dict[str, nn.Module]:
         parts["image_generator"] = method_of(inner).build_networks(inner, False)["generator"]
         parts["image_generator"].requires_grad_(o.end_to_end)  # trained only end to end
     if o.end_to_end:
-        if tuple(method_of(inner).size_of(inner)) != tuple(config.model.output_size):
+        photo_size = tuple(method_of(inner).size_of(inner))
+        if photo_size != tuple(config.model.output_size):  # D2 compares the photos with the training photos
             raise ConfigError(
-                f"palette.end_to_end: the image model makes {method_of(inner).size_of(inner)} photos; load the training "
-                f"data at that size (model.width, now {config.model.width})"
+                f"palette.end_to_end: the image model makes {photo_size} photos; load the training data at that size "
+                f"(model.width, now {config.model.width})"
             )
         parts["image_discriminator"] = photo_discriminator(config)
         if init:  # start from the image model's weights (a release load brings the tuned ones)
