@@ -27,7 +27,7 @@ from spadekit.convert import _read_official
 from spadekit.errors import CheckpointError, ConfigError
 from spadekit.io import atomic_torch_save
 from spadekit.methods.asapnet.discriminator import ASAPNetDiscriminator
-from spadekit.methods.asapnet.generator import ASAPNetGenerator, total_downsampling
+from spadekit.methods.asapnet.generator import ASAPNetGenerator, check_downsampling
 from spadekit.methods.asapnet.pixelmlp import positional_channels
 from spadekit.release import load_state_into
 
@@ -139,8 +139,11 @@ def generator_options(state: Mapping[str, torch.Tensor], path: Path, options: Ma
         "spectral": first["spectral"],
         "reflection_pad": indices[0] == 1,  # a ReflectionPad2d (no parameters) holds index 0
     }
-    s = total_downsampling(kwargs["width"], kwargs["aspect_ratio"])
-    hr_in = semantic_nc - int(lr_instance) + (positional_channels(int(s)) if positional and s >= 1 else 0)
+    try:
+        s = check_downsampling(kwargs["width"], kwargs["aspect_ratio"], kwargs["learned_downsampling"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {exc} (crop_size and aspect_ratio come from the run's options)") from None
+    hr_in = semantic_nc - int(lr_instance) + (positional_channels(s) if positional else 0)
     num_params = final.shape[0]
     if _mlp_size(hr_in, kwargs["hr_width"], kwargs["hr_depth"], kwargs["output_nc"]) != num_params:
         fits = [

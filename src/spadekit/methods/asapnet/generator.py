@@ -35,6 +35,21 @@ def allowed_widths(aspect_ratio: float, learned_downsampling: int, count: int = 
     return found
 
 
+def check_downsampling(width: int, aspect_ratio: float, learned_downsampling: int) -> int:
+    """The total factor S for a training size, or a ConfigError naming the allowed widths."""
+    if not _power_of_two(learned_downsampling):
+        raise ConfigError(f"ASAPNet: the learned downsampling factor must be a power of two (1, 2, 4, 8, 16, ...), got {learned_downsampling}")
+    s = total_downsampling(width, aspect_ratio)
+    if not _power_of_two(s) or s < learned_downsampling:
+        allowed = ", ".join(map(str, allowed_widths(aspect_ratio, learned_downsampling)))
+        raise ConfigError(
+            f"ASAPNet: width {width} with aspect ratio {aspect_ratio} gives a total downsampling "
+            f"{width} // (16·{aspect_ratio}) = {s:g}, which must be a power of two ≥ the learned factor "
+            f"{learned_downsampling}; allowed widths: {allowed}, ..."
+        )
+    return int(s)
+
+
 def check_tile_size(tile: int, height: int, width: int) -> None:
     """ConfigError unless an H×W input tiles exactly into ``tile``×``tile`` cells."""
     if height % tile or width % tile or height < tile or width < tile:
@@ -92,18 +107,9 @@ class ASAPNetGenerator(nn.Module):
         reflection_pad: bool = False,
     ):
         super().__init__()
-        if not _power_of_two(learned_downsampling):
-            raise ConfigError(f"ASAPNet: the learned downsampling factor must be a power of two (1, 2, 4, 8, 16, ...), got {learned_downsampling}")
-        s = total_downsampling(width, aspect_ratio)
-        if not _power_of_two(s) or s < learned_downsampling:
-            allowed = ", ".join(map(str, allowed_widths(aspect_ratio, learned_downsampling)))
-            raise ConfigError(
-                f"ASAPNet: width {width} with aspect ratio {aspect_ratio} gives a total downsampling "
-                f"{width} // (16·{aspect_ratio}) = {s:g}, which must be a power of two ≥ the learned factor "
-                f"{learned_downsampling}; allowed widths: {allowed}, ..."
-            )
+        s = check_downsampling(width, aspect_ratio, learned_downsampling)
         self.semantic_nc = semantic_nc
-        self.downsampling = int(s)
+        self.downsampling = s
         self.learned_downsampling = learned_downsampling
         self.lr_instance = lr_instance
         self.output_nc = output_nc
