@@ -40,10 +40,15 @@ def recorded_image(io: dict[str, Any]) -> torch.Tensor:
     return (io["image_u8"].float() / 255 - 0.5) / 0.5
 
 
-def check_semantics(io: dict[str, Any], label_nc: int, dontcare: bool, instance: bool) -> None:
-    """Our one-hot (+ instance edges) from the recorded label/instance maps equals the official input."""
+def check_semantics(io: dict[str, Any], label_nc: int, dontcare: bool, instance: bool, extra: torch.Tensor | None = None) -> None:
+    """Our one-hot (+ instance edges) (+ ``extra`` channels) from the recorded label/instance maps equals the official input."""
     ours = to_semantics(io["label"].long(), label_nc, dontcare, io["instance"].long() if instance else None)
-    assert torch.equal(ours, recorded_semantics(io))
+    if extra is not None:
+        ours = torch.cat([ours, extra], dim=1)
+    recorded = io["input_semantics"]
+    if recorded.dtype == torch.uint8 and extra is not None:
+        ours = ours.clamp(max=255).to(torch.uint8).float()  # a distance channel stored as uint8
+    assert torch.equal(ours, recorded.float())
 
 
 def check_buffers(network: nn.Module, expected: dict[str, torch.Tensor], counters_frozen: bool, what: str) -> list[str]:

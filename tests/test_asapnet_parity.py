@@ -24,6 +24,7 @@ from peer_checks import (
     recorded_semantics,
 )
 from spadekit.methods.asapnet.convert import OfficialASAPNet, load_official, save_official
+from spadekit.methods.asapnet.inputs import instance_distance_channel
 
 CASES = fixture_cases("peers", "asapnet")
 PARAMS = [pytest.param(case, id=case.name) for case in CASES]
@@ -42,8 +43,11 @@ def _load(case: Path) -> tuple[dict, dict, OfficialASAPNet]:
 def test_semantics_match_official_preprocessing(case):
     opt, io, model = _load(case)
     o = model.options
-    assert o["no_instance_dist"], "the official distance-transform channel is not supported"
-    check_semantics(io, o["label_nc"], o["contain_dontcare_label"], not o["no_instance_edge"])
+    if o["no_instance_dist"]:
+        check_semantics(io, o["label_nc"], o["contain_dontcare_label"], not o["no_instance_edge"])
+    else:
+        assert o["no_instance_edge"], "the official code cannot combine the edge and distance channels"
+        check_semantics(io, o["label_nc"], o["contain_dontcare_label"], False, extra=instance_distance_channel(io["instance"].long()))
 
 
 @pytest.mark.parametrize("case", PARAMS)

@@ -3,7 +3,8 @@
 Exact rewrites of the eval-mode network (outputs agree to float rounding):
 
 * **Low-res stream:** spectral norm folded into plain convolutions, eval-mode batch norm folded into
-  the preceding convolution, channels-last activations. When the stream sees the full-resolution
+  the preceding convolution. (It stays channels-first: on CPU, channels-last makes its instance norms
+  and its wide convolutions on tiny maps slower, not faster.) When the stream sees the full-resolution
   one-hot input (no pre-downsampling), its first 3×3 convolution is a gather
   (:class:`spadekit.fast.OneHotConv`: one table row per tap and class, summed over the 9 taps;
   reflection padding reflects the class map instead of padding it with an empty class).
@@ -13,7 +14,7 @@ Exact rewrites of the eval-mode network (outputs agree to float rounding):
   is the same in every tile (it is the position inside the tile), so it is a (k², P) matrix, not a
   full-resolution map.
 * **The other layers as batched matrix products** (``baddbmm``) on the parameters laid out
-  cell-major, which the channels-last low-res output already is (no copy).
+  cell-major (one copy of the low-res output).
 
 Input: class indices ``(N, H, W)`` int64 and the edge map ``(N, 1, H, W)`` instead of the one-hot
 tensor; :meth:`FastASAPNetGenerator.forward_semantics` accepts one-hot semantics for drop-in use.
@@ -84,15 +85,14 @@ class FastLowResStream(nn.Module):
     """Inference form of :class:`LowResStream`; with ``gather`` the first conv reads class indices.
 
     Forward (gather): ``index`` (N, H, W), ``edges`` (N, 1, H, W) or None; otherwise the dense
-    input (N, C, h, w) → (N, num_params, H / S2, W / S2), channels-last when ``channels_last``.
+    input (N, C, h, w) → (N, num_params, H / S2, W / S2).
     """
 
-    def __init__(self, stream: LowResStream, num_classes: int, has_edge: bool, gather: bool, channels_last: bool):
+    def __init__(self, stream: LowResStream, num_classes: int, has_edge: bool, gather: bool):
         super().__init__()
         layers = _flat_layers(stream)
         self.gather = gather
         self.num_classes = num_classes
-        self.channels_last = channels_last
         self.reflect = isinstance(layers[0], nn.ReflectionPad2d)
         if gather:
             start = int(self.reflect)
@@ -102,8 +102,6 @@ class FastLowResStream(nn.Module):
             self.head_norm = first[1] if isinstance(first, nn.Sequential) else nn.Identity()
             layers = layers[start + 1 :]
         self.body = nn.Sequential(*layers)
-        if channels_last:
-            self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor, edges: torch.Tensor | None = None) -> torch.Tensor:
         if self.gather:
@@ -114,10 +112,7 @@ class FastLowResStream(nn.Module):
             else:
                 taps = tap_index(x, self.num_classes, 3)
                 edge_taps = tap_values(edges, 3) if edges is not None else None
-            x = self.head(taps, edge_taps).view(n, h, w, -1).permute(0, 3, 1, 2)
-            x = self.head_norm(x if self.channels_last else x.contiguous())
-        elif self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = self.head_norm(self.head(taps, edge_taps).view(n, h, w, -1).permute(0, 3, 1, 2).contiguous())
         return self.body(x)
 
 
@@ -128,6 +123,7 @@ class FastPixelMLP(nn.Module):
         mlp: the pixel MLP.
         num_classes: one-hot channels L of the semantics.
         input_channels: semantic channels that reach the MLP (L (+1 edge), minus one with ``lr_instance``).
+        channels_last: return the image in channels-last memory layout (same values).
 
     Forward: ``index`` (N, H, W), ``edges`` (N, 1, H, W) or None, ``params`` (N, num_params, H / k, W / k)
     → (N, out, H, W).
@@ -155,7 +151,7 @@ class FastPixelMLP(nn.Module):
         k = self.tile
         hl, wl = params.shape[-2:]
         cells = n * hl * wl
-        # Cell-major parameters: free when the low-res output is channels-last.
+        # Cell-major parameters: row c holds the vector of cell c = (n, row, column).
         flat = params.permute(0, 2, 3, 1).reshape(cells, self.num_params)
         (bias, weight), nco = self.slices[0], self.channels[1]
         w1 = flat[:, weight].view(cells, self.channels[0], nco)
@@ -191,6 +187,7 @@ class FastASAPNetGenerator(nn.Module):
     Args:
         generator: the generator (its weights are copied).
         num_classes: one-hot channels L; ``has_edge``: an instance-edge channel follows them.
+        channels_last: return the image in channels-last memory layout (same values).
 
     Shapes: ``index`` (N, H, W) int64 class indices; ``edges`` (N, 1, H, W) or None →
     (N, output_nc, H, W) in [-1, 1].
@@ -205,7 +202,7 @@ class FastASAPNetGenerator(nn.Module):
         self.downsampling = generator.downsampling
         self.pre_downsample = copy.deepcopy(generator.pre_downsample)
         gather = self.pre_downsample is None
-        self.lowres_stream = FastLowResStream(generator.lowres_stream, num_classes, has_edge, gather, channels_last)
+        self.lowres_stream = FastLowResStream(generator.lowres_stream, num_classes, has_edge, gather)
         hr_inputs = generator.semantic_nc - int(generator.lr_instance)
         self.highres_stream = FastPixelMLP(generator.highres_stream, num_classes, hr_inputs, channels_last)
 
@@ -220,7 +217,7 @@ class FastASAPNetGenerator(nn.Module):
         return semantics if edges is None else torch.cat([semantics, edges.to(dtype)], dim=1)
 
     def predict_parameters(self, index: torch.Tensor, edges: torch.Tensor | None = None) -> torch.Tensor:
-        """The per-cell MLP parameters (N, num_params, H / S, W / S), channels-last when built so."""
+        """The per-cell MLP parameters (N, num_params, H / S, W / S)."""
         if self.has_edge and edges is None:
             raise ValueError("this generator has an instance-edge channel: pass edges (N, 1, H, W)")
         check_tile_size(self.downsampling, index.shape[-2], index.shape[-1])
