@@ -43,11 +43,13 @@ def _load(case: Path) -> tuple[dict, dict, OfficialASAPNet]:
 def test_semantics_match_official_preprocessing(case):
     opt, io, model = _load(case)
     o = model.options
+    one_hot = not opt.get("no_one_hot", False)
     if o["no_instance_dist"]:
-        check_semantics(io, o["label_nc"], o["contain_dontcare_label"], not o["no_instance_edge"])
+        check_semantics(io, o["label_nc"], o["contain_dontcare_label"], not o["no_instance_edge"], one_hot=one_hot)
     else:
         assert o["no_instance_edge"], "the official code cannot combine the edge and distance channels"
-        check_semantics(io, o["label_nc"], o["contain_dontcare_label"], False, extra=instance_distance_channel(io["instance"].long()))
+        distance = instance_distance_channel(io["instance"].long())
+        check_semantics(io, o["label_nc"], o["contain_dontcare_label"], False, extra=distance, one_hot=one_hot)
 
 
 @pytest.mark.parametrize("case", PARAMS)
@@ -87,7 +89,7 @@ def test_generator_train_forward_and_buffers(case):
 @pytest.mark.parametrize("case", PARAMS)
 def test_discriminator(case):
     opt, io, model = _load(case)
-    checked = check_discriminator(io, model.discriminator, recorded_semantics(io))
+    checked = check_discriminator(io, model.discriminator, recorded_semantics(io), opt)
     assert checked or model.discriminator is None
 
 

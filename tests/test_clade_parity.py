@@ -101,7 +101,7 @@ def test_generator_train_forward_and_buffers(case):
 def test_encoder_and_discriminator(case):
     opt, io, model = _load(case)
     semantics = recorded_semantics(io)
-    checked = check_discriminator(io, model.discriminator, semantics)
+    checked = check_discriminator(io, model.discriminator, semantics, opt)
     if "mu_eval" in io:
         assert model.encoder is not None, "io.pt records encoder outputs but the case has no latest_net_E.pth"
         image = recorded_image(io)
