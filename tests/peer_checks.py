@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from spadekit.data.labels import to_semantics
+from spadekit.data.labels import instance_edges, to_semantics
 
 # io.pt keys that are inputs of the official run, not outputs to reproduce.
 INPUT_KEYS = {"label", "instance", "image_u8", "input_semantics", "dist", "input_dist", "z", "eps", "label_seed"}
@@ -40,9 +40,17 @@ def recorded_image(io: dict[str, Any]) -> torch.Tensor:
     return (io["image_u8"].float() / 255 - 0.5) / 0.5
 
 
-def check_semantics(io: dict[str, Any], label_nc: int, dontcare: bool, instance: bool, extra: torch.Tensor | None = None) -> None:
-    """Our one-hot (+ instance edges) (+ ``extra`` channels) from the recorded label/instance maps equals the official input."""
-    ours = to_semantics(io["label"].long(), label_nc, dontcare, io["instance"].long() if instance else None)
+def check_semantics(
+    io: dict[str, Any], label_nc: int, dontcare: bool, instance: bool, extra: torch.Tensor | None = None, one_hot: bool = True
+) -> None:
+    """Our one-hot (+ instance edges) (+ ``extra`` channels) from the recorded label/instance maps equals
+    the official input (``one_hot`` False: ASAPNet's ``--no_one_hot``, the label tensor as it is)."""
+    if one_hot:
+        ours = to_semantics(io["label"].long(), label_nc, dontcare, io["instance"].long() if instance else None)
+    else:
+        ours = io["label"].float()
+        if instance:
+            ours = torch.cat([ours, instance_edges(io["instance"].long())], dim=1)
     if extra is not None:
         ours = torch.cat([ours, extra], dim=1)
     recorded = io["input_semantics"]
@@ -69,12 +77,13 @@ def check_buffers(network: nn.Module, expected: dict[str, torch.Tensor], counter
     return list(expected)
 
 
-def check_discriminator(io: dict[str, Any], discriminator: nn.Module | None, semantics: torch.Tensor) -> set[str]:
+def check_discriminator(io: dict[str, Any], discriminator: nn.Module | None, semantics: torch.Tensor, opt: dict[str, Any]) -> set[str]:
     """Discriminator outputs and buffers; returns the io keys checked.
 
     ``D_eval`` / ``D_train`` map ``"i.j"`` (scale i, block j) to the output on
     cat(cat(semantics, G_eval), cat(semantics, image)) (fakes first) in eval / train mode;
     ``D_fake`` / ``D_real`` (``"D{i}_L{j}"``) are SPADE-style train-mode outputs on G_train.
+    With ``no_ganFeat_loss`` the official discriminator returns only each scale's prediction.
     """
     keys = {"D_eval", "D_train", "D_after_train_forward_buffers", "D_fake", "D_real"} & set(io)
     if not keys:
@@ -86,7 +95,8 @@ def check_discriminator(io: dict[str, Any], discriminator: nn.Module | None, sem
         discriminator.train(train)
         pairs = torch.cat([torch.cat([semantics, fake], 1), torch.cat([semantics, image], 1)], 0)
         with torch.no_grad():
-            return discriminator(pairs)
+            outputs = discriminator(pairs)
+        return [[scale[-1]] for scale in outputs] if opt.get("no_ganFeat_loss") else outputs
 
     if "D_eval" in io:
         outputs = run(io["G_eval"], train=False)
