@@ -221,12 +221,13 @@ class FastASAPNetGenerator(nn.Module):
         if self.has_edge and edges is None:
             raise ValueError("this generator has an instance-edge channel: pass edges (N, 1, H, W)")
         check_tile_size(self.downsampling, index.shape[-2], index.shape[-1])
-        if self.pre_downsample is None:
-            return self.lowres_stream(index, edges.float() if edges is not None else None)
         dtype = next(self.lowres_stream.parameters()).dtype
+        if self.pre_downsample is None:
+            return self.lowres_stream(index, edges.to(dtype) if edges is not None else None)
         return self.lowres_stream(self.pre_downsample(self._one_hot(index, edges, dtype)))
 
     def forward(self, index: torch.Tensor, edges: torch.Tensor | None = None, z: torch.Tensor | None = None) -> torch.Tensor:
+        """``z`` is accepted for the common generator interface and ignored."""
         params = self.predict_parameters(index, edges)
         return self.highres_stream(index, edges, params)
 
