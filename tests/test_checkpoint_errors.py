@@ -135,12 +135,6 @@ def test_wrong_preset_is_named(tmp_path, parity_dir, capsys):
     assert_clean_failure(code, err, "semantic channels", out)
 
 
-def test_untouched_model_config_is_a_dataclass_copy():
-    # Guards the converter's use of ModelConfig fields: every field must be a constructor argument.
-    cfg = ModelConfig()
-    assert ModelConfig(**cfg.__dict__) == cfg
-
-
 @pytest.mark.parametrize("case", ["p1_custom_vae", "p2_custom_noinst"])
 def test_convert_cli_reads_widths_from_weights(tmp_path, parity_dir, capsys, case):
     sets = {

@@ -18,10 +18,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="official checkpoints -> release model",
         description="Read DIR/latest_net_G.pth (and _D, _E when present). Widths, channels, VAE, spectral norm, "
         "SPADE kernel and 'most' upsampling are read from the weights; the output size, aspect ratio, upsampling "
-        "mode and which channels are don't-care/instance come from --preset (and --set).",
+        "mode and which channels are don't-care/instance come from --opt (the run's opt.txt), else from "
+        "--preset (and --set).",
     )
     official.add_argument("directory", help="folder holding latest_net_G.pth (e.g. checkpoints/coco_pretrained)")
-    official.add_argument("--preset", default="custom", help="layout preset: cityscapes, ade20k, ade20k-outdoor, coco, custom (default)")
+    official.add_argument("--opt", metavar="FILE", help="the official run's options: its opt.txt (or a JSON object of them)")
+    official.add_argument("--preset", default=None,
+                          help="layout preset: cityscapes, ade20k, ade20k-outdoor, coco, custom (default: from --opt's dataset_mode, else custom)")
     official.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. model.use_instance=true")
     official.add_argument("--out", required=True, help="release model directory to write")
     official.set_defaults(handler=run_official)
@@ -38,8 +41,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_official(args: argparse.Namespace) -> int:
     from spadekit.convert import convert_official
+    from spadekit.official_options import official_overrides, official_preset, read_official_options
 
-    model = convert_official(args.directory, args.preset, overrides=args.overrides)
+    preset, overrides = args.preset, list(args.overrides)
+    if args.opt:
+        opt = read_official_options(args.opt)
+        preset = preset or official_preset(opt)
+        overrides = official_overrides(opt) + overrides  # --set wins
+    model = convert_official(args.directory, preset or "custom", overrides=overrides)
     out = model.save(args.out)
     m = model.config.model
     parts = ", ".join(model.networks())
