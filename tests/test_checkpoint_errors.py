@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from spadekit.cli import main
-from spadekit.config import ModelConfig, load_config
+from spadekit.config import load_config
 from spadekit.models import build_networks
 from spadekit.release import SpadeModel
 

@@ -42,6 +42,10 @@ class SpadeObjective(nn.Module):
         encoder: the VAE style encoder or None.
         losses: weights and GAN mode.
         vgg: a :class:`VGGLoss`, or None to train without the perceptual term.
+        kl_scale: multiplies the KL term. The KL is a sum over the batch (as the paper's code) while
+            every other term is a mean, and the trainer averages gradients over micro-batches and
+            processes; pass (global batch) / (this micro-batch) = grad_accum × world_size so the KL
+            keeps its weight relative to the rest whatever the batch layout.
     """
 
     def __init__(
@@ -51,6 +55,7 @@ class SpadeObjective(nn.Module):
         encoder: nn.Module | None,
         losses: LossConfig,
         vgg: VGGLoss | None = None,
+        kl_scale: float = 1.0,
     ):
         super().__init__()
         self.generator = generator
@@ -58,6 +63,7 @@ class SpadeObjective(nn.Module):
         self.encoder = encoder
         self.losses = losses
         self.vgg = vgg
+        self.kl_scale = kl_scale
 
     def generate(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """(fake, mu, logvar); mu/logvar are None without the encoder."""
@@ -87,7 +93,7 @@ class SpadeObjective(nn.Module):
         if self.vgg is not None and self.losses.lambda_vgg > 0:
             terms["G_VGG"] = self.vgg(fake, batch.image) * self.losses.lambda_vgg
         if mu is not None:
-            terms["KLD"] = kl_loss(mu, logvar) * self.losses.lambda_kld
+            terms["KLD"] = kl_loss(mu, logvar) * (self.losses.lambda_kld * self.kl_scale)
         total = torch.stack([t.float() for t in terms.values()]).sum()
         return total, terms, fake
 

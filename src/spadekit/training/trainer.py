@@ -177,7 +177,9 @@ class Trainer:
         if options.compile:
             g_run, d_run, d_for_g = torch.compile(g_run), torch.compile(d_run), torch.compile(d_for_g)
             e_run = torch.compile(e_run) if e_run is not None else None
-        self.objective_G = SpadeObjective(g_run, d_for_g, e_run, config.loss, self.vgg)
+        # The KL is summed over each micro-batch: scale it to the global batch (see SpadeObjective).
+        kl_scale = options.grad_accum * env.world_size
+        self.objective_G = SpadeObjective(g_run, d_for_g, e_run, config.loss, self.vgg, kl_scale=kl_scale)
         self.objective_D = SpadeObjective(g_run, d_run, e_run, config.loss, self.vgg)
 
         # -- data
