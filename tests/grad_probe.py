@@ -45,6 +45,20 @@ def step_gradients(overrides: list[str], run_dir: Path, env=None) -> dict:
     return {"grads": grads, "buffers": buffers, "terms": {k: float(v) for k, v in terms.items()}}
 
 
+def relative_errors(ours: dict, reference: dict) -> dict[str, float]:
+    """Relative L2 error of each network's gradients (G, D, E), all its parameters together."""
+    errors = {}
+    for net in ("G", "D", "E"):
+        keys = sorted(k for k in reference if k.startswith(f"{net}."))
+        if not keys:
+            continue
+        assert set(keys) == {k for k in ours if k.startswith(f"{net}.")}, f"{net}: other parameters have gradients"
+        a = torch.cat([ours[k].flatten() for k in keys])
+        b = torch.cat([reference[k].flatten() for k in keys])
+        errors[net] = float((a - b).norm() / b.norm())
+    return errors
+
+
 def main(argv: list[str]) -> None:
     torch.set_num_threads(1)
     out, run_dir, rest = Path(argv[0]), Path(argv[1]), argv[2:]

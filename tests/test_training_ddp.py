@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from grad_probe import step_gradients
+from grad_probe import relative_errors, step_gradients
 from spadekit.training.checkpoint import load_checkpoint
 
 PROBE = Path(__file__).with_name("grad_probe.py")
@@ -52,18 +52,6 @@ def torchrun(*args: str) -> subprocess.CompletedProcess:
     return run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args])
 
 
-def relative_errors(ours: dict, reference: dict) -> dict[str, float]:
-    """Relative L2 error of each network's gradients (G, D, E), all its parameters together."""
-    errors = {}
-    for net in ("G", "D", "E"):
-        keys = sorted(k for k in reference if k.startswith(f"{net}."))
-        assert keys and set(keys) == {k for k in ours if k.startswith(f"{net}.")}, net
-        a = torch.cat([ours[k].flatten() for k in keys])
-        b = torch.cat([reference[k].flatten() for k in keys])
-        errors[net] = float((a - b).norm() / b.norm())
-    return errors
-
-
 def test_all_reduced_gradients_equal_one_process_gradients(tmp_path: Path) -> None:
     reference = step_gradients(TINY, tmp_path / "single")
     args = [str(PROBE), str(tmp_path / "ddp.pt"), str(tmp_path / "runs"), "--case", "sync"]
@@ -77,7 +65,7 @@ def test_all_reduced_gradients_equal_one_process_gradients(tmp_path: Path) -> No
     results = torch.load(tmp_path / "ddp.pt", weights_only=True)
 
     errors = relative_errors(results["sync"]["grads"], reference["grads"])
-    assert all(e < 1e-5 for e in errors.values()), errors
+    assert set(errors) == {"G", "D", "E"} and all(e < 1e-5 for e in errors.values()), errors
     # Every tensor that carries gradient agrees too, the encoder's (through z and the KL) included.
     for key, expected in reference["grads"].items():
         got = results["sync"]["grads"][key]
