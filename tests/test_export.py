@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from spadekit.cli import main
-from spadekit.config import load_config
 from spadekit.inference import one_hot
 from spadekit.release import SpadeModel
 

@@ -6,10 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spadekit.config import load_config
 from spadekit.fast import FastSPADEGenerator, OneHotConv, plain_conv, tap_index, tap_values
 from spadekit.inference import Pipeline, one_hot
-from spadekit.models import build_networks
 from spadekit.models.blocks import maybe_spectral
 from spadekit.release import SpadeModel
 
