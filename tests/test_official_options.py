@@ -9,7 +9,7 @@ import pytest
 from spadekit.cli import main
 from spadekit.config import load_config
 from spadekit.errors import ConfigError
-from spadekit.official_options import official_overrides, official_preset, read_official_options
+from spadekit.official_options import official_overrides, official_preset, read_official_options, unrecognised_options
 
 # opt.txt exactly as the official BaseOptions.save_options lays it out ('{:>25}: {:<30}{}').
 OPT_TXT_ROWS = [
@@ -43,6 +43,8 @@ def test_opt_txt_reads_back_typed_values(tmp_path):
     assert opt["aspect_ratio"] == 2.0 and opt["batchSize"] == 16 and opt["no_TTUR"] is True and opt["use_vae"] is True
     assert opt["name"] == "my run" and opt["gpu_ids"] == "0,1" and opt["norm_G"] == "spadebatch5x5"
     assert len(opt) == len(OPT_TXT_ROWS)
+    assert unrecognised_options(opt) == []
+    assert unrecognised_options({**opt, "my_fork_option": 1}) == ["my_fork_option"]
 
 
 def test_every_option_lands_where_it_belongs(tmp_path):
@@ -115,10 +117,11 @@ def test_bad_options_files_are_named(tmp_path):
         read_official_options(tmp_path / "empty.txt")
 
 
-def test_convert_cli_takes_the_runs_options(tmp_path, parity_dir):
+def test_convert_cli_takes_the_runs_options(tmp_path, parity_dir, capsys):
     case = parity_dir / "p2_custom_noinst"
     out = tmp_path / "model"
     assert main(["convert", "official", str(case), "--opt", str(case / "opt.json"), "--out", str(out)]) == 0
+    assert "fixture_hw" in capsys.readouterr().err  # a note of the fixture's own, not an official option
     model = json.loads((out / "config.json").read_text())["config"]["model"]
     assert (model["label_nc"], model["width"], model["aspect_ratio"], model["upsampling"]) == (10, 256, 2.0, "most")
     # --set still wins over the options file.

@@ -29,7 +29,7 @@ IGNORED = frozenset(
         "which_epoch", "results_dir", "how_many", "load_from_opt_file",
         # where the data lives and how its file lists are cached (spadekit: --data and its own scan)
         "dataroot", "label_dir", "image_dir", "instance_dir", "cache_filelist_write", "cache_filelist_read",
-        "serial_batches", "max_dataset_size", "nThreads", "coco_no_portraits",
+        "serial_batches", "max_dataset_size", "nThreads", "coco_no_portraits", "no_pairing_check",
         # initialisation only decides the first weights of a new run, never a converted model's outputs
         "init_type", "init_variance",
         # declared by the official code but read nowhere (the encoder's width is ngf)
@@ -38,6 +38,25 @@ IGNORED = frozenset(
         "semantic_nc",
     }
 )
+"""Official options with no effect on a converted model's networks or outputs."""
+
+MAPPED = frozenset(
+    {
+        "label_nc", "contain_dontcare_label", "no_instance", "output_nc", "netG", "ngf", "norm_G", "crop_size",
+        "aspect_ratio", "num_upsampling_layers", "use_vae", "z_dim", "resnet_n_downsample", "resnet_n_blocks",
+        "resnet_kernel_size", "resnet_initial_kernel_size", "netD", "netD_subarch", "ndf", "num_D", "n_layers_D",
+        "norm_D", "norm_E", "gan_mode", "lambda_feat", "lambda_vgg", "lambda_kld", "no_ganFeat_loss", "no_vgg_loss",
+        "dataset_mode", "preprocess_mode", "load_size", "no_flip", "batchSize", "niter", "niter_decay", "lr",
+        "beta1", "beta2", "no_TTUR", "optimizer", "D_steps_per_G",
+    }
+)
+"""Options that become spadekit settings (or are refused when spadekit cannot honour their value)."""
+
+
+def unrecognised_options(opt: Mapping[str, Any]) -> list[str]:
+    """Keys of ``opt`` that are not options of the official code (e.g. from a fork): ignored."""
+    return sorted(set(opt) - MAPPED - IGNORED)
+
 
 _SPADE_NORM = re.compile(r"^spade(\D+)(\d)x\d$")
 _PLAIN_NORMS = {"instance": "instance", "batch": "batch", "sync_batch": "syncbatch", "none": "none", "": "none"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,11 +42,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_official(args: argparse.Namespace) -> int:
     from spadekit.convert import convert_official
-    from spadekit.official_options import official_overrides, official_preset, read_official_options
+    from spadekit.official_options import official_overrides, official_preset, read_official_options, unrecognised_options
 
     preset, overrides = args.preset, list(args.overrides)
     if args.opt:
         opt = read_official_options(args.opt)
+        unknown = unrecognised_options(opt)
+        if unknown:
+            print(f"note: {args.opt}: not official SPADE options, ignored: {', '.join(unknown)}", file=sys.stderr)
         preset = preset or official_preset(opt)
         overrides = official_overrides(opt) + overrides  # --set wins
     model = convert_official(args.directory, preset or "custom", overrides=overrides)
