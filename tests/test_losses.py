@@ -67,9 +67,9 @@ def test_vgg_loss_layers_and_weights(tmp_path, monkeypatch):
     assert loss(x, x).item() == 0
     # Independently: torchvision's vgg19.features with the same weights, read after relu1_1, relu2_1,
     # relu3_1, relu4_1 and relu5_1 (indices 1, 6, 11, 20, 29), weighted 1/32, 1/16, 1/8, 1/4, 1.
-    from torchvision.models import vgg19
+    from torchvision.models.vgg import cfgs, make_layers
 
-    trunk = vgg19(weights=None).features.eval()
+    trunk = make_layers(cfgs["E"]).eval()  # torchvision's VGG19 feature layers (without the slow classifier)
     ours = dict(features.named_parameters())
     convs = [m for m in trunk[:30] if isinstance(m, torch.nn.Conv2d)]
     mine = [m for block in features.slices for m in block if isinstance(m, torch.nn.Conv2d)]
@@ -88,7 +88,7 @@ def test_vgg_loss_layers_and_weights(tmp_path, monkeypatch):
     # the torch-cache file is found and loaded with weights_only, frozen
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     (tmp_path / "checkpoints").mkdir()
-    torch.save(vgg19(weights=None).state_dict(), tmp_path / "checkpoints" / "vgg19-dcbb9e9d.pth")
+    torch.save({f"features.{k}": v for k, v in trunk.state_dict().items()}, tmp_path / "checkpoints" / "vgg19-dcbb9e9d.pth")
     loaded = VGG19Features()
     assert not any(p.requires_grad for p in loaded.parameters())
 
