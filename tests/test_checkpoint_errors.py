@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from spadekit.cli import main
-from spadekit.config import ModelConfig, load_config
+from spadekit.config import load_config
 from spadekit.models import build_networks
 from spadekit.release import SpadeModel
 
@@ -133,12 +133,6 @@ def test_wrong_preset_is_named(tmp_path, parity_dir, capsys):
     out = tmp_path / "model"
     code, err = run_cli(["convert", "official", str(source), "--preset", "coco", "--out", str(out)], capsys)
     assert_clean_failure(code, err, "semantic channels", out)
-
-
-def test_untouched_model_config_is_a_dataclass_copy():
-    # Guards the converter's use of ModelConfig fields: every field must be a constructor argument.
-    cfg = ModelConfig()
-    assert ModelConfig(**cfg.__dict__) == cfg
 
 
 @pytest.mark.parametrize("case", ["p1_custom_vae", "p2_custom_noinst"])

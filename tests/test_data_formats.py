@@ -236,35 +236,66 @@ def test_make_loader_batches(tmp_path):
 # ------------------------------------------------------------------------------ preprocess modes
 
 
-@pytest.mark.parametrize(
-    "mode,expected_wh",
-    [
-        ("resize_and_crop", (32, 32)),
-        ("crop", (32, 32)),
-        ("scale_width", (50, 30)),  # width 100 -> 50, height 60 * 50/100
-        ("scale_width_and_crop", (32, 32)),
-        ("scale_shortside", (83, 50)),  # short side 60 -> 50, long side int(100 * 50/60)
-        ("scale_shortside_and_crop", (32, 32)),
-        ("fixed", (32, 16)),  # crop_size x crop_size / aspect_ratio
-        ("none", (96, 64)),  # sides rounded to multiples of 32
-    ],
-)
-def test_every_preprocess_mode(tmp_path, mode, expected_wh):
+# Source 100x60, load_size 50, crop_size 32, aspect ratio 2: (width, height) after the resize step
+# (worked out by hand from each mode's definition) and whether a 32x32 crop follows.
+PREPROCESS = {
+    "resize_and_crop": ((50, 50), True),
+    "crop": ((100, 60), True),
+    "scale_width": ((50, 30), False),  # width 100 -> 50, height 60 * 50/100
+    "scale_width_and_crop": ((50, 30), True),  # a 32-high crop of a 30-high picture: 2 zero rows
+    "scale_shortside": ((83, 50), False),  # short side 60 -> 50, long side int(100 * 50/60)
+    "scale_shortside_and_crop": ((83, 50), True),
+    "fixed": ((32, 16), False),  # crop_size x crop_size / aspect_ratio
+    "none": ((96, 64), False),  # sides rounded to multiples of 32
+}
+
+
+def _crops(array: np.ndarray, size: int) -> dict[tuple[int, int, bool], np.ndarray]:
+    """Every size x size window of ``array`` (zero-padded past the border, as PIL's crop), flipped or not."""
+    h, w = array.shape[:2]
+    padded = np.zeros((max(h, size), max(w, size)) + array.shape[2:], array.dtype)
+    padded[:h, :w] = array
+    out = {}
+    for y in range(max(h - size, 0) + 1):
+        for x in range(max(w - size, 0) + 1):
+            window = padded[y : y + size, x : x + size]
+            out[(x, y, False)], out[(x, y, True)] = window, window[:, ::-1]
+    return out
+
+
+@pytest.mark.parametrize("mode", list(PREPROCESS))
+def test_every_preprocess_mode_by_value(tmp_path, mode):
     for sub in ("labels", "images"):
         (tmp_path / sub).mkdir()
     ids = _blocks(60, 100, [0, 1, 2, 3])
+    ids[:30, ::7] = 1  # detail that tells crop positions and flips apart
+    photo = _photo(60, 100, 3)
     Image.fromarray(ids).save(tmp_path / "labels" / "a.png")
-    Image.fromarray(_photo(60, 100, 3)).save(tmp_path / "images" / "a.png")
+    Image.fromarray(photo).save(tmp_path / "images" / "a.png")
     config = load_config("custom", overrides=["model.label_nc=4", "data.load_size=50", "data.crop_size=32", f"data.preprocess={mode}"])
     config.model.aspect_ratio = 2.0
     ds = open_dataset(tmp_path, "custom", "train", train=True, data=config.data, model=config.model)
-    for seed in range(3):
+
+    # Independently: PIL resizes (nearest for ids, bicubic for the photo) to the hand-computed size,
+    # then every possible crop and flip; the item must be exactly one of them, the same for both.
+    (w, h), crops = PREPROCESS[mode]
+    label_r = np.asarray(Image.fromarray(ids).resize((w, h), Image.Resampling.NEAREST)) if (w, h) != (100, 60) else ids
+    photo_r = np.asarray(Image.fromarray(photo).resize((w, h), Image.Resampling.BICUBIC)) if (w, h) != (100, 60) else photo
+    if crops:
+        label_options, photo_options = _crops(label_r, 32), _crops(photo_r, 32)
+    else:
+        label_options = {(0, 0, False): label_r, (0, 0, True): label_r[:, ::-1]}
+        photo_options = {(0, 0, False): photo_r, (0, 0, True): photo_r[:, ::-1]}
+    seen = set()
+    for seed in range(4):
         torch.manual_seed(seed)
         item = ds[0]
-        w, h = expected_wh
-        assert item["label"].shape == (1, h, w) and item["image"].shape == (3, h, w)
-        assert set(item["label"].unique().tolist()) <= {0, 1, 2, 3}  # nearest: no new ids
-        assert float(item["image"].min()) >= -1 and float(item["image"].max()) <= 1
+        image = item["image"].permute(1, 2, 0).numpy()
+        matches = [key for key, p in photo_options.items() if np.abs(p.astype(np.float32) / 127.5 - 1 - image).max() < 1e-6]
+        assert len(matches) == 1, f"{mode}: the photo is none (or several) of the expected crops/flips"
+        assert np.array_equal(item["label"][0].numpy(), label_options[matches[0]]), f"{mode}: label not aligned with the photo"
+        seen.add(matches[0])
+    assert any(flip for *_, flip in seen), "flips are drawn"
 
 
 def test_test_time_preprocess_is_deterministic_and_centred():

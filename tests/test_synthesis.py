@@ -10,35 +10,22 @@ import torch
 from PIL import Image
 
 from spadekit.cli import main
-from spadekit.config import load_config
 from spadekit.data.toy import TOY_CLASSES, TOY_COLORS, render_scene
 from spadekit.errors import DataError
-from spadekit.inference import Pipeline, one_hot
-from spadekit.models import build_networks
+from spadekit.inference import Pipeline
 from spadekit.release import SpadeModel
+
+from helpers import lively_model
 
 SIZE = 64
 
 
-@torch.no_grad()
 def toy_model(**options) -> SpadeModel:
     """A tiny random model with the toy classes and palette (VAE, encoder, instance channel by default)."""
-    base = {"ngf": 8, "width": SIZE, "spade_hidden": 16, **options}
-    cfg = load_config("toy", [f"model.{k}={v}" for k, v in base.items()])
-    cfg.data.class_names = list(TOY_CLASSES)
-    cfg.data.colors = [list(c) for c in TOY_COLORS]
-    torch.manual_seed(0)
-    generator, _, encoder = build_networks(cfg.model, init=False)
-    m = cfg.model
-    classes = m.label_nc + int(m.contain_dontcare)
-    for module in generator.modules():  # calibrated batch norm: outputs are neither flat nor saturated
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.momentum = None
-    generator.train()
-    index = torch.randint(0, classes, (4, 8, 8)).repeat_interleave(8, 1).repeat_interleave(8, 2)
-    edges = (torch.rand(4, 1, SIZE, SIZE) < 0.2).float() if m.use_instance else None
-    generator(one_hot(index, classes, edges, torch.float32), torch.randn(4, m.z_dim) if m.use_vae else None)
-    return SpadeModel(cfg, generator, None, encoder if m.use_vae else None).eval()
+    model = lively_model("toy", {"ngf": 8, "width": SIZE, "spade_hidden": 16, **options})
+    model.config.data.class_names = list(TOY_CLASSES)
+    model.config.data.colors = [list(c) for c in TOY_COLORS]
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +81,7 @@ def test_inputs_as_pil_array_tensor_and_colours_agree(pipeline):
     out = pipeline(inputs, s.instance, seed=1, output="tensor")
     assert out.shape == (5, 3, SIZE, SIZE) and out.dtype == torch.float32
     assert -1 <= out.min() and out.max() <= 1 and out.std() > 0.05
-    assert (out - out[0]).abs().max() < 1e-5  # the same map, however it came in
+    assert (out - out[0]).abs().max() < 1e-4  # the same map, however it came in
 
 
 def test_batched_call_equals_single_calls_and_samples_are_ordered(pipeline):
@@ -102,7 +89,7 @@ def test_batched_call_equals_single_calls_and_samples_are_ordered(pipeline):
     batch = pipeline([a.label, b.label], [a.instance, b.instance], seed=7, num_samples=2, output="tensor")
     assert batch.shape == (4, 3, SIZE, SIZE)
     single_b = pipeline(b.label, b.instance, seed=7, num_samples=2, output="tensor")
-    assert (batch[2:] - single_b).abs().max() < 1e-5
+    assert (batch[2:] - single_b).abs().max() < 1e-4  # batch size changes float summation order only
     assert (batch[0] - batch[1]).abs().max() > 0.05  # samples of one map differ (seeds 7 and 8)
 
 
@@ -124,7 +111,7 @@ def test_maps_are_resized_to_the_model_size(pipeline):
     instance = np.repeat(np.repeat(s.instance, 2, 0), 2, 1)
     big = pipeline(label, instance, seed=0, output="tensor")
     assert small.shape == (1, 3, SIZE, SIZE)
-    assert (small - big).abs().max() < 1e-5
+    assert (small - big).abs().max() < 1e-4
 
 
 def test_instances_and_styles_steer_the_image(pipeline):

@@ -6,23 +6,20 @@ import re
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from spadekit.cli import main
-from spadekit.config import load_config
 from spadekit.data.toy import TOY_CLASSES, TOY_COLORS, render_scene, scene_seed
-from spadekit.models import build_networks
-from spadekit.release import SpadeModel, bundled_models
+from spadekit.release import bundled_models
+
+from helpers import lively_model
 
 
 def tiny_toy_model(tmp_path, **options):
-    cfg = load_config("toy", [f"model.{k}={v}" for k, v in {"ngf": 8, "width": 64, "spade_hidden": 16, **options}.items()])
-    cfg.data.class_names = list(TOY_CLASSES)
-    cfg.data.colors = [list(c) for c in TOY_COLORS]
-    torch.manual_seed(0)
-    generator, _, encoder = build_networks(cfg.model)
-    return SpadeModel(cfg, generator, None, encoder).eval().save(tmp_path / "model")
+    model = lively_model("toy", {"ngf": 8, "width": 64, "spade_hidden": 16, **options})
+    model.config.data.class_names = list(TOY_CLASSES)
+    model.config.data.colors = [list(c) for c in TOY_COLORS]
+    return model.save(tmp_path / "model")
 
 
 def test_demo_writes_a_gallery_with_style_and_sample_rows(tmp_path):

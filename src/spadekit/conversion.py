@@ -33,6 +33,9 @@ class CheckpointFormat:
     detect: Callable[[Path], bool]
     write: Callable[[Any, Path], list[Path]] | None = None
     default_preset: str = "custom"
+    options_from_file: Callable[[Path], tuple["str | None", list[str], list[str]]] | None = None
+    """``(official options file) -> (preset or None, dotted overrides, notes)``: what ``--opt FILE``
+    of ``spadekit convert NAME`` turns the official run's options into (None: no ``--opt``)."""
 
 
 _FORMATS: dict[str, CheckpointFormat] = {}

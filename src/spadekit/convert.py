@@ -163,6 +163,16 @@ def export_official(model: SpadeModel, directory: str | Path) -> list[Path]:
     return written
 
 
+def options_from_file(path: Path) -> tuple[str, list[str], list[str]]:
+    """``spadekit convert official --opt FILE``: the official run's options → (preset, overrides, notes)."""
+    from spadekit.official_options import official_overrides, official_preset, read_official_options, unrecognised_options
+
+    opt = read_official_options(path)
+    unknown = unrecognised_options(opt)
+    notes = [f"not official SPADE options, ignored: {', '.join(unknown)}"] if unknown else []
+    return official_preset(opt), official_overrides(opt), notes
+
+
 register_format(
     CheckpointFormat(
         name="official",
@@ -172,5 +182,6 @@ register_format(
         read=lambda directory, preset, overrides: convert_official(directory, preset or "custom", overrides=overrides),
         detect=lambda directory: (Path(directory) / OFFICIAL_FILES["generator"]).is_file(),
         write=export_official,
+        options_from_file=options_from_file,
     )
 )

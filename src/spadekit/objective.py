@@ -13,7 +13,7 @@ from torch import nn
 
 from spadekit.config import LossConfig
 from spadekit.losses import VGGLoss, feature_matching_loss, gan_loss, kl_loss
-from spadekit.methods.base import Batch
+from spadekit.batch import Batch
 from spadekit.models.encoder import reparameterize
 
 
@@ -25,6 +25,12 @@ class SpadeObjective(nn.Module):
         encoder: the VAE style encoder or None.
         losses: weights and GAN mode.
         vgg: a :class:`VGGLoss`, or None to train without the perceptual term.
+        kl_scale: multiplies the KL term.
+        global_batch: the run's global batch (``train.batch_size``). The KL is a sum over the batch
+            (as the paper's code) while every other term is a mean, and the trainer averages
+            gradients over micro-batches and processes; with ``global_batch`` each micro-batch's KL
+            is scaled by (global batch) / (micro-batch) = grad_accum × world_size, so the KL keeps its
+            weight relative to the rest whatever the batch layout.
     """
 
     def __init__(
@@ -34,6 +40,8 @@ class SpadeObjective(nn.Module):
         encoder: nn.Module | None,
         losses: LossConfig,
         vgg: VGGLoss | None = None,
+        kl_scale: float = 1.0,
+        global_batch: int | None = None,
     ):
         super().__init__()
         self.generator = generator
@@ -41,6 +49,8 @@ class SpadeObjective(nn.Module):
         self.encoder = encoder
         self.losses = losses
         self.vgg = vgg
+        self.kl_scale = kl_scale
+        self.global_batch = global_batch
 
     def generate(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """(fake, mu, logvar); mu/logvar are None without the encoder."""
@@ -70,7 +80,8 @@ class SpadeObjective(nn.Module):
         if self.vgg is not None and self.losses.lambda_vgg > 0:
             terms["G_VGG"] = self.vgg(fake, batch.image) * self.losses.lambda_vgg
         if mu is not None:
-            terms["KLD"] = kl_loss(mu, logvar) * self.losses.lambda_kld
+            share = self.global_batch / mu.shape[0] if self.global_batch else 1.0
+            terms["KLD"] = kl_loss(mu, logvar) * (self.losses.lambda_kld * self.kl_scale * share)
         total = torch.stack([t.float() for t in terms.values()]).sum()
         return total, terms, fake
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from spadekit.commands._options import add_set_option
 
@@ -17,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(config.json + safetensors). `spadekit convert FORMAT DIR --out MODEL` reads; "
         "`spadekit convert to-FORMAT MODEL --out DIR` writes. Structural options (widths, channels, kernels, "
         "norms, ...) are read from the weights; what they cannot tell (output size, aspect ratio, which channels "
-        "are don't-care/instance) comes from --preset and --set.",
+        "are don't-care/instance) comes from --opt (the official run's options), else --preset, and --set.",
     )
     sub = parser.add_subparsers(dest="direction", metavar="FORMAT", required=True)
     for name, fmt in formats().items():
@@ -28,8 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "that asks to run code is refused.",
         )
         read.add_argument("directory", help=f"folder holding {fmt.files}")
+        if fmt.options_from_file is not None:
+            read.add_argument("--opt", metavar="FILE", help="the official run's options: its opt.txt (or a JSON object of them)")
         read.add_argument("--preset", default=None, help=f"layout preset (`spadekit list`; default {fmt.default_preset})")
-        add_set_option(read, "config overrides, e.g. --set model.use_instance=true")
+        add_set_option(read, "config overrides, e.g. --set model.use_instance=true (they win over --opt)")
         read.add_argument("--out", required=True, help="release model directory to write")
         read.set_defaults(handler=run_read, format_name=name)
         if fmt.write is not None:
@@ -47,7 +51,14 @@ def run_read(args: argparse.Namespace) -> int:
     from spadekit.conversion import get_format
 
     fmt = get_format(args.format_name)
-    model = fmt.read(args.directory, args.preset, list(args.overrides))
+    preset, overrides = args.preset, list(args.overrides)
+    if getattr(args, "opt", None):
+        opt_preset, opt_overrides, notes = fmt.options_from_file(Path(args.opt))  # type: ignore[misc]
+        for note in notes:
+            print(f"note: {args.opt}: {note}", file=sys.stderr)
+        preset = preset or opt_preset
+        overrides = opt_overrides + overrides  # --set wins
+    model = fmt.read(args.directory, preset, overrides)
     out = model.save(args.out)
     m = model.config.model
     parts = ", ".join(model.networks())

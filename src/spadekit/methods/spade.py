@@ -21,7 +21,9 @@ def networks(config: Config, init: bool) -> dict[str, nn.Module]:
 
 
 def objective(parts: dict[str, nn.Module], config: Config, vgg: nn.Module | None) -> SpadeObjective:
-    return SpadeObjective(parts["generator"], parts["discriminator"], parts.get("encoder"), config.loss, vgg)
+    return SpadeObjective(
+        parts["generator"], parts["discriminator"], parts.get("encoder"), config.loss, vgg, global_batch=config.train.batch_size
+    )
 
 
 def fast_generator(generator: nn.Module, config: Config, channels_last: bool) -> nn.Module | None:

@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import Dataset, default_collate
 
 from spadekit.errors import CheckpointError, SpadekitError
-from spadekit.methods.base import Batch, Objective
+from spadekit.batch import Batch, Objective
 from spadekit.training import checkpoint as ckpt
 from spadekit.training.distributed import (
     DistEnv,
@@ -205,6 +205,16 @@ class Trainer:
         )
         self.loader = make_loader(SeededSamples(dataset, options.seed), options.micro_batch, self.sampler)
         self.preview = preview
+
+    @property
+    def D(self) -> nn.Module:
+        """The discriminator (raw module)."""
+        return self.networks["discriminator"]
+
+    @property
+    def E(self) -> nn.Module | None:
+        """The style encoder, or None."""
+        return self.networks.get("encoder")
 
     # ------------------------------------------------------------------ state
 

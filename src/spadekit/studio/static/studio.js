@@ -608,6 +608,9 @@
     get busy() { return state.inFlight; },
     get upToDate() { return !state.inFlight && state.shownVersion === state.version; },
     get size() { return [state.width, state.height]; },
+    get seed() { return state.seed; },
+    labels() { return Array.from(state.ids); },
+    async resultPng() { return state.resultBlob ? Array.from(new Uint8Array(await state.resultBlob.arrayBuffer())) : null; },
     classCounts() {
       const counts = {};
       for (const id of state.ids) counts[id] = (counts[id] || 0) + 1;

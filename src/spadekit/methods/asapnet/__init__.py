@@ -1,0 +1,26 @@
+"""ASAPNet (Rott Shaham et al., CVPR 2021): a low-res CNN predicts per-tile pixel-MLP weights.
+
+Networks (:class:`ASAPNetGenerator`, :class:`FastASAPNetGenerator`, :class:`ASAPNetDiscriminator`)
+and official checkpoint conversion (:mod:`spadekit.methods.asapnet.convert`).
+"""
+
+from spadekit.methods.asapnet.discriminator import ASAPNetDiscriminator
+from spadekit.methods.asapnet.fast import FastASAPNetGenerator
+from spadekit.methods.asapnet.generator import ASAPNetGenerator, allowed_widths, total_downsampling
+from spadekit.methods.asapnet.inputs import instance_distance_channel
+from spadekit.methods.asapnet.layers import TentDownsample
+from spadekit.methods.asapnet.lowres import LowResStream
+from spadekit.methods.asapnet.pixelmlp import PixelMLP, positional_encoding
+
+__all__ = [
+    "ASAPNetGenerator",
+    "FastASAPNetGenerator",
+    "ASAPNetDiscriminator",
+    "LowResStream",
+    "PixelMLP",
+    "TentDownsample",
+    "positional_encoding",
+    "total_downsampling",
+    "allowed_widths",
+    "instance_distance_channel",
+]

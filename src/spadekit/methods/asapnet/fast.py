@@ -1,0 +1,238 @@
+"""The optimised inference ASAPNet generator: the same images as :class:`ASAPNetGenerator`, less work.
+
+Exact rewrites of the eval-mode network (outputs agree to float rounding):
+
+* **Low-res stream:** spectral norm folded into plain convolutions, eval-mode batch norm folded into
+  the preceding convolution. (It stays channels-first: on CPU, channels-last makes its instance norms
+  and its wide convolutions on tiny maps slower, not faster.) When the stream sees the full-resolution
+  one-hot input (no pre-downsampling), its first 3×3 convolution is a gather
+  (:class:`spadekit.fast.OneHotConv`: one table row per tap and class, summed over the 9 taps;
+  reflection padding reflects the class map instead of padding it with an empty class).
+* **Pixel MLP without the one-hot product.** The first layer's input is one-hot classes (+ edges)
+  and the positional code, so ``x·W = W[class] + edge·W[edge] + pos·W[pos]``: a per-pixel gather
+  of one weight row of its cell, plus a product with the positional part only. The positional code
+  is the same in every tile (it is the position inside the tile), so it is a (k², P) matrix, not a
+  full-resolution map.
+* **The other layers as batched matrix products** (``baddbmm``) on the parameters laid out
+  cell-major (one copy of the low-res output).
+
+Input: class indices ``(N, H, W)`` int64 and the edge map ``(N, 1, H, W)`` instead of the one-hot
+tensor; :meth:`FastASAPNetGenerator.forward_semantics` accepts one-hot semantics for drop-in use.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spadekit.fast import OneHotConv, plain_conv, tap_index, tap_values
+from spadekit.methods.asapnet.generator import ASAPNetGenerator, check_tile_size
+from spadekit.methods.asapnet.lowres import LowResBlock, LowResStream
+from spadekit.methods.asapnet.pixelmlp import PixelMLP, positional_encoding
+
+
+@torch.no_grad()
+def _plain(layer: nn.Module) -> nn.Module:
+    """A normalised conv (``Sequential(conv, norm)`` or a conv) without spectral norm, with
+    eval-mode batch norm folded into the conv."""
+    if isinstance(layer, nn.Conv2d):
+        return plain_conv(layer)
+    conv, norm = plain_conv(layer[0]), layer[1]
+    if not (isinstance(norm, nn.modules.batchnorm._BatchNorm) and norm.running_mean is not None):
+        return nn.Sequential(conv, copy.deepcopy(norm))
+    scale = torch.rsqrt(norm.running_var + norm.eps) * norm.weight
+    folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding).to(conv.weight.device)
+    folded.weight.copy_(conv.weight * scale[:, None, None, None])
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(scale)
+    folded.bias.copy_((bias - norm.running_mean) * scale + norm.bias)
+    return folded.requires_grad_(False)
+
+
+def _flat_layers(stream: LowResStream) -> list[nn.Module]:
+    """The stream's layers in order, blocks unrolled, every normalised conv made plain."""
+    layers: list[nn.Module] = []
+    for module in stream.model:
+        inner = module.conv_block if isinstance(module, LowResBlock) else [module]
+        for layer in inner:
+            is_conv = isinstance(layer, nn.Conv2d) or (isinstance(layer, nn.Sequential) and isinstance(layer[0], nn.Conv2d))
+            layers.append(_plain(layer) if is_conv else copy.deepcopy(layer))
+    return layers
+
+
+def reflect_tap_index(index: torch.Tensor, num_classes: int, kernel: int) -> torch.Tensor:
+    """:func:`spadekit.fast.tap_index` for reflection padding: taps outside the map read the mirrored class."""
+    n, h, w = index.shape
+    p = kernel // 2
+    padded = F.pad(index[:, None].float(), (p, p, p, p), mode="reflect")[:, 0].int()
+    taps = [padded[:, dy : dy + h, dx : dx + w] for dy in range(kernel) for dx in range(kernel)]
+    offsets = torch.arange(kernel * kernel, device=index.device, dtype=torch.int32) * (num_classes + 1)
+    return (torch.stack(taps, dim=-1) + offsets).reshape(n * h * w, kernel * kernel)
+
+
+def reflect_tap_values(edges: torch.Tensor, kernel: int) -> torch.Tensor:
+    """:func:`spadekit.fast.tap_values` for reflection padding."""
+    n, _, h, w = edges.shape
+    p = kernel // 2
+    padded = F.pad(edges, (p, p, p, p), mode="reflect")[:, 0]
+    taps = [padded[:, dy : dy + h, dx : dx + w] for dy in range(kernel) for dx in range(kernel)]
+    return torch.stack(taps, dim=-1).reshape(n * h * w, kernel * kernel)
+
+
+class FastLowResStream(nn.Module):
+    """Inference form of :class:`LowResStream`; with ``gather`` the first conv reads class indices.
+
+    Forward (gather): ``index`` (N, H, W), ``edges`` (N, 1, H, W) or None; otherwise the dense
+    input (N, C, h, w) → (N, num_params, H / S2, W / S2).
+    """
+
+    def __init__(self, stream: LowResStream, num_classes: int, has_edge: bool, gather: bool):
+        super().__init__()
+        layers = _flat_layers(stream)
+        self.gather = gather
+        self.num_classes = num_classes
+        self.reflect = isinstance(layers[0], nn.ReflectionPad2d)
+        if gather:
+            start = int(self.reflect)
+            first = layers[start]
+            conv = first if isinstance(first, nn.Conv2d) else first[0]
+            self.head = OneHotConv(conv.weight, conv.bias, num_classes, has_edge)
+            self.head_norm = first[1] if isinstance(first, nn.Sequential) else nn.Identity()
+            layers = layers[start + 1 :]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, edges: torch.Tensor | None = None) -> torch.Tensor:
+        if self.gather:
+            n, h, w = x.shape
+            if self.reflect:
+                taps = reflect_tap_index(x, self.num_classes, 3)
+                edge_taps = reflect_tap_values(edges, 3) if edges is not None else None
+            else:
+                taps = tap_index(x, self.num_classes, 3)
+                edge_taps = tap_values(edges, 3) if edges is not None else None
+            x = self.head_norm(self.head(taps, edge_taps).view(n, h, w, -1).permute(0, 3, 1, 2).contiguous())
+        return self.body(x)
+
+
+class FastPixelMLP(nn.Module):
+    """Inference form of :class:`PixelMLP` on class indices (see the module docstring).
+
+    Args:
+        mlp: the pixel MLP.
+        num_classes: one-hot channels L of the semantics.
+        input_channels: semantic channels that reach the MLP (L (+1 edge), minus one with ``lr_instance``).
+        channels_last: return the image in channels-last memory layout (same values).
+
+    Forward: ``index`` (N, H, W), ``edges`` (N, 1, H, W) or None, ``params`` (N, num_params, H / k, W / k)
+    → (N, out, H, W).
+    """
+
+    def __init__(self, mlp: PixelMLP, num_classes: int, input_channels: int, channels_last: bool):
+        super().__init__()
+        self.tile = mlp.tile
+        self.channels = mlp.channels
+        self.slices = mlp.slices
+        self.num_params = mlp.num_params
+        self.out_channels = mlp.out_channels
+        self.num_classes = num_classes
+        self.channels_last = channels_last
+        # Class channels present in the MLP input (lr_instance may drop the last class), and the edge channel.
+        self.present_classes = min(num_classes, input_channels)
+        self.edge_in_mlp = input_channels > num_classes
+        self.label_rows = input_channels
+        positional = positional_encoding(self.tile, self.tile, self.tile) if mlp.positional else None
+        # The code of the first tile is the code of every tile: a (k², P) matrix.
+        self.register_buffer("code", None if positional is None else positional[0].flatten(1).t().contiguous(), persistent=False)
+
+    def forward(self, index: torch.Tensor, edges: torch.Tensor | None, params: torch.Tensor) -> torch.Tensor:
+        n, h, w = index.shape
+        k = self.tile
+        hl, wl = params.shape[-2:]
+        cells = n * hl * wl
+        # Cell-major parameters: row c holds the vector of cell c = (n, row, column).
+        flat = params.permute(0, 2, 3, 1).reshape(cells, self.num_params)
+        (bias, weight), nco = self.slices[0], self.channels[1]
+        w1 = flat[:, weight].view(cells, self.channels[0], nco)
+        table = w1[:, : self.present_classes]
+        if self.present_classes < self.num_classes:
+            # A class that lr_instance dropped from the MLP input contributes nothing.
+            table = F.pad(table, (0, 0, 0, self.num_classes - self.present_classes))
+        # Pixel indices tile by tile: (N, H, W) → (cells, k²), offset into each cell's table rows.
+        tiles = index.view(n, hl, k, wl, k).permute(0, 1, 3, 2, 4).reshape(cells, k * k)
+        rows = tiles + torch.arange(cells, device=index.device)[:, None] * self.num_classes
+        out = F.embedding(rows, table.reshape(cells * self.num_classes, nco))
+        out += flat[:, bias].unsqueeze(1)
+        if self.edge_in_mlp:
+            edge_tiles = edges.view(n, hl, k, wl, k).permute(0, 1, 3, 2, 4).reshape(cells, k * k, 1).to(out.dtype)
+            out.addcmul_(edge_tiles, w1[:, self.num_classes].unsqueeze(1))
+        if self.code is not None:
+            out.baddbmm_(self.code.to(out.dtype).expand(cells, -1, -1), w1[:, self.label_rows :])
+        last = len(self.slices) - 1
+        for layer in range(len(self.slices)):
+            if layer:
+                (bias, weight), nci, nco = self.slices[layer], self.channels[layer], self.channels[layer + 1]
+                out = torch.baddbmm(flat[:, bias].unsqueeze(1), out, flat[:, weight].view(cells, nci, nco))
+            out = out.tanh_() if layer == last else F.leaky_relu(out, 0.01, inplace=True)
+        out = out.view(n, hl, wl, k, k, self.out_channels)
+        if self.channels_last:
+            return out.permute(0, 1, 3, 2, 4, 5).reshape(n, h, w, self.out_channels).permute(0, 3, 1, 2)
+        return out.permute(0, 5, 1, 3, 2, 4).reshape(n, self.out_channels, h, w)
+
+
+class FastASAPNetGenerator(nn.Module):
+    """The inference-only twin of an :class:`ASAPNetGenerator` (see the module docstring).
+
+    Args:
+        generator: the generator (its weights are copied).
+        num_classes: one-hot channels L; ``has_edge``: an instance-edge channel follows them.
+        channels_last: return the image in channels-last memory layout (same values).
+
+    Shapes: ``index`` (N, H, W) int64 class indices; ``edges`` (N, 1, H, W) or None →
+    (N, output_nc, H, W) in [-1, 1].
+    """
+
+    def __init__(self, generator: ASAPNetGenerator, num_classes: int, has_edge: bool, channels_last: bool = True):
+        super().__init__()
+        if generator.semantic_nc != num_classes + int(has_edge):
+            raise ValueError(f"generator takes {generator.semantic_nc} channels, not {num_classes} classes + edge={has_edge}")
+        self.num_classes = num_classes
+        self.has_edge = has_edge
+        self.downsampling = generator.downsampling
+        self.pre_downsample = copy.deepcopy(generator.pre_downsample)
+        gather = self.pre_downsample is None
+        self.lowres_stream = FastLowResStream(generator.lowres_stream, num_classes, has_edge, gather)
+        hr_inputs = generator.semantic_nc - int(generator.lr_instance)
+        self.highres_stream = FastPixelMLP(generator.highres_stream, num_classes, hr_inputs, channels_last)
+
+    @classmethod
+    def from_generator(cls, generator: ASAPNetGenerator, num_classes: int, has_edge: bool, channels_last: bool = True) -> "FastASAPNetGenerator":
+        """Build from a generator, switched to eval mode (the original keeps its weights)."""
+        return cls(generator.eval(), num_classes, has_edge, channels_last).eval()
+
+    def _one_hot(self, index: torch.Tensor, edges: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+        n, h, w = index.shape
+        semantics = torch.zeros(n, self.num_classes, h, w, dtype=dtype, device=index.device).scatter_(1, index[:, None], 1.0)
+        return semantics if edges is None else torch.cat([semantics, edges.to(dtype)], dim=1)
+
+    def predict_parameters(self, index: torch.Tensor, edges: torch.Tensor | None = None) -> torch.Tensor:
+        """The per-cell MLP parameters (N, num_params, H / S, W / S)."""
+        if self.has_edge and edges is None:
+            raise ValueError("this generator has an instance-edge channel: pass edges (N, 1, H, W)")
+        check_tile_size(self.downsampling, index.shape[-2], index.shape[-1])
+        dtype = next(self.lowres_stream.parameters()).dtype
+        if self.pre_downsample is None:
+            return self.lowres_stream(index, edges.to(dtype) if edges is not None else None)
+        return self.lowres_stream(self.pre_downsample(self._one_hot(index, edges, dtype)))
+
+    def forward(self, index: torch.Tensor, edges: torch.Tensor | None = None, z: torch.Tensor | None = None) -> torch.Tensor:
+        """``z`` is accepted for the common generator interface and ignored."""
+        params = self.predict_parameters(index, edges)
+        return self.highres_stream(index, edges, params)
+
+    def forward_semantics(self, semantics: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """Drop-in for ``ASAPNetGenerator.forward``: (N, L (+1), H, W) one-hot semantics → images."""
+        index = semantics[:, : self.num_classes].argmax(dim=1)
+        edges = semantics[:, self.num_classes :] if self.has_edge else None
+        return self.forward(index, edges, z)

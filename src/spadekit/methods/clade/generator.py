@@ -1,0 +1,128 @@
+"""The CLADE generator: SPADE's generator with every SPADE layer replaced by a CLADE lookup."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spadekit.methods.clade.blocks import CLADEResBlock
+from spadekit.models.generator import UPSAMPLINGS, latent_size
+
+BLOCKS = ("head_0", "G_middle_0", "G_middle_1", "up_0", "up_1", "up_2", "up_3", "up_4")
+
+
+class CLADEGenerator(nn.Module):
+    """Semantic map (and optional latent ``z``, optional ICPE offsets ``dist``) → image in [-1, 1].
+
+    The layout is SPADE's (same module names, hence the paper's state-dict keys): ``fc`` (a 3×3
+    conv of the semantics resized to the latent size, or with VAE a linear map of ``z``),
+    ``head_0``, ``G_middle_0``, ``G_middle_1``, ``up_0``..``up_3`` (+ ``up_4`` for ``most``) with
+    nearest ×2 upsampling between them (one more before ``G_middle_1`` for ``more``/``most``),
+    LeakyReLU(0.2), ``conv_img`` and tanh.
+
+    Args:
+        num_classes: label channels L (don't-care included).
+        ngf: base width (the blocks run at 16, 16, 16, 8, 4, 2, 1 (, 1/2) × ngf).
+        width, aspect_ratio, upsampling: output width, width/height and ``normal``/``more``/``most``
+            (they fix the latent size ``sw = width // 2**(5|6|7)``, ``sh = round(sw / aspect_ratio)``).
+        norm: parameter-free norm of the CLADE layers (``batch``/``syncbatch``/``instance``).
+        spectral: spectral norm on the block convolutions.
+        use_instance: the semantics carry an instance-edge channel last.
+        use_dist: CLADE-ICPE: ``forward`` needs the intra-class offsets ``dist`` (see
+            :func:`spadekit.methods.clade.positional.intra_class_offsets`).
+        use_vae: start from ``fc(z)`` instead of the semantics; ``z_dim`` its size.
+
+    Shapes: ``semantics`` (N, L (+1), H, W) one-hot (+ edges); ``z`` (N, z_dim) or None;
+    ``dist`` (N, 2, H, W) or None → (N, 3, H, W).
+    """
+
+    spatial_latent = False
+
+    def __init__(
+        self,
+        num_classes: int,
+        ngf: int = 64,
+        width: int = 256,
+        aspect_ratio: float = 1.0,
+        upsampling: str = "normal",
+        norm: str = "syncbatch",
+        spectral: bool = True,
+        use_instance: bool = False,
+        use_dist: bool = False,
+        use_vae: bool = False,
+        z_dim: int = 256,
+    ):
+        super().__init__()
+        if upsampling not in UPSAMPLINGS:
+            raise ValueError(f"upsampling must be one of {', '.join(UPSAMPLINGS)}")
+        self.num_classes = num_classes
+        self.use_instance = use_instance
+        self.use_dist = use_dist
+        self.semantic_nc = num_classes + int(use_instance)
+        self.upsampling = upsampling
+        self.use_vae = use_vae
+        self.z_dim = z_dim
+        self.ngf = ngf
+        self.sw, self.sh = latent_size(width, aspect_ratio, upsampling)
+        nf = ngf
+        if use_vae:
+            self.fc = nn.Linear(z_dim, 16 * nf * self.sw * self.sh)
+        else:
+            self.fc = nn.Conv2d(self.semantic_nc, 16 * nf, 3, padding=1)
+
+        def block(fin: int, fout: int) -> CLADEResBlock:
+            return CLADEResBlock(fin, fout, num_classes, norm, spectral, use_instance, use_dist)
+
+        self.head_0 = block(16 * nf, 16 * nf)
+        self.G_middle_0 = block(16 * nf, 16 * nf)
+        self.G_middle_1 = block(16 * nf, 16 * nf)
+        self.up_0 = block(16 * nf, 8 * nf)
+        self.up_1 = block(8 * nf, 4 * nf)
+        self.up_2 = block(4 * nf, 2 * nf)
+        self.up_3 = block(2 * nf, 1 * nf)
+        final_nc = nf
+        if upsampling == "most":
+            self.up_4 = block(1 * nf, nf // 2)
+            final_nc = nf // 2
+        self.conv_img = nn.Conv2d(final_nc, 3, 3, padding=1)
+
+    @property
+    def latent_dim(self) -> int | None:
+        return self.z_dim if self.use_vae else None
+
+    @property
+    def block_names(self) -> list[str]:
+        return [name for name in BLOCKS if hasattr(self, name)]
+
+    @staticmethod
+    def up(x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=2, mode="nearest")
+
+    def start_map(self, seg: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """The (N, 16·ngf, sh, sw) map the blocks start from."""
+        if self.use_vae:
+            if z is None:
+                z = torch.randn(seg.shape[0], self.z_dim, device=seg.device, dtype=seg.dtype)
+            return self.fc(z).unflatten(1, (16 * self.ngf, self.sh, self.sw))
+        return self.fc(F.interpolate(seg, size=(self.sh, self.sw), mode="nearest"))
+
+    def forward(self, semantics: torch.Tensor, z: torch.Tensor | None = None, dist: torch.Tensor | None = None) -> torch.Tensor:
+        if semantics.shape[1] != self.semantic_nc:
+            raise ValueError(f"CLADE generator takes {self.semantic_nc} semantic channels, got {semantics.shape[1]}")
+        if self.use_dist and dist is None:
+            raise ValueError("this CLADE-ICPE generator needs the intra-class offset map dist (N, 2, H, W)")
+        seg = semantics
+        dist = dist if self.use_dist else None
+        x = self.start_map(seg, z)
+        x = self.head_0(x, seg, dist)
+        x = self.up(x)
+        x = self.G_middle_0(x, seg, dist)
+        if self.upsampling in ("more", "most"):
+            x = self.up(x)
+        x = self.G_middle_1(x, seg, dist)
+        for name in self.block_names[3:]:
+            x = self.up(x)
+            x = getattr(self, name)(x, seg, dist)
+        x = self.conv_img(F.leaky_relu(x, 0.2))
+        return torch.tanh(x)
