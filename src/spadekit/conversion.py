@@ -33,6 +33,9 @@ class CheckpointFormat:
     detect: Callable[[Path], bool]
     write: Callable[[Any, Path], list[Path]] | None = None
     default_preset: str = "custom"
+    priority: int = 0
+    """Formats with a higher priority are detected first (one whose files share another's names
+    and that tells itself apart by their content)."""
 
 
 _FORMATS: dict[str, CheckpointFormat] = {}
@@ -57,8 +60,8 @@ def get_format(name: str) -> CheckpointFormat:
 
 
 def detect_format(directory: Path) -> CheckpointFormat | None:
-    """The first registered format whose files are in ``directory``, or None."""
-    for fmt in formats().values():
+    """The first registered format (highest priority first) whose files are in ``directory``, or None."""
+    for fmt in sorted(formats().values(), key=lambda f: -f.priority):
         if fmt.detect(directory):
             return fmt
     return None
