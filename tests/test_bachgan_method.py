@@ -445,3 +445,16 @@ def test_dataset_helpers_cover_every_preset():
         assert bachgan_data.needs_instances(config.section("bachgan")) is instances
         assert not config.model.use_instance
     assert dataclasses.asdict(load_config("bachgan-ade20k").section("bachgan"))["label_channels"] == "ade20k"
+
+
+def test_evaluate_measures_a_method_preset_with_its_datasets_segmenter(tmp_path):
+    """bachgan-cityscapes is Cityscapes data: the paper's Cityscapes segmenter (DRN-D-105) is asked for."""
+    from spadekit.errors import MissingWeightsError
+    from spadekit.evaluation.evaluate import evaluate
+    from spadekit.release import SpadeModel
+
+    config = load_config("bachgan-cityscapes", ["model.width=128", "model.ngf=4", "model.ndf=4", "model.spade_hidden=4"])
+    parts = get_method("bachgan").build_networks(config, True)
+    model = SpadeModel.from_parts(config, {"generator": parts["generator"]}).save(tmp_path / "model")
+    with pytest.raises(MissingWeightsError, match="drn-d-105 segmenter for cityscapes"):
+        evaluate(model, metrics="miou", segmenter_weights=tmp_path / "drn.pth", data_root=tmp_path)

@@ -551,9 +551,13 @@ def evaluate(
     if fid_preprocessing not in ("tf", "pytorch-fid"):
         raise ConfigError(f"--fid-preprocessing must be tf or pytorch-fid, got {fid_preprocessing!r}")
 
+    from spadekit.evaluation.segmenters import DATASET_SEGMENTERS
+
+    # A method's preset (bachgan-cityscapes, oasis-ade20k ...) measures with its data format's segmenter.
+    dataset_key = preset if preset in DATASET_SEGMENTERS else data.format
     instruments = _load_instruments(
         names, toy, segmenter, segmenter_weights, fid_features, fid_weights, lpips_net, lpips_weights,
-        preset, m.label_nc, skip_missing, metrics is not None, device, fid_preprocessing,
+        dataset_key, m.label_nc, skip_missing, metrics is not None, device, fid_preprocessing,
     )
     ev = instruments.evaluators
     ev.real_reference = real_reference
