@@ -458,3 +458,19 @@ def test_evaluate_measures_a_method_preset_with_its_datasets_segmenter(tmp_path)
     model = SpadeModel.from_parts(config, {"generator": parts["generator"]}).save(tmp_path / "model")
     with pytest.raises(MissingWeightsError, match="drn-d-105 segmenter for cityscapes"):
         evaluate(model, metrics="miou", segmenter_weights=tmp_path / "drn.pth", data_root=tmp_path)
+
+
+def test_torchscript_export_takes_the_composed_layouts(trained, tmp_path):
+    from spadekit.export import export_model
+
+    model = load_model(trained)
+    out = export_model(model, "torchscript", tmp_path / "bachgan.pt")
+    files = {"spadekit.json": ""}
+    exported = torch.jit.load(str(out), _extra_files=files)
+    assert json.loads(files["spadekit.json"])["inputs"]["semantics"] == ["N", 48, 64, 64]
+    plan = Pipeline(model).box_conditioner.plan(SCENE)
+    with torch.no_grad():
+        expected = model.generator(plan.semantics)
+        got = exported(plan.semantics)
+    lively(expected)
+    assert torch.allclose(got, expected, atol=1e-5)

@@ -91,14 +91,18 @@ class BoxRetrievalDataset(Dataset):
         bank: the memory bank (channel ids, C classes).
         options: the ``bachgan`` config section.
         label_nc, contain_dontcare: the model's label channels (C = label_nc + contain_dontcare).
+        bank_path: the bank's file, None when it was built in memory.
     """
 
-    def __init__(self, base: Any, bank: MemoryBank, options: Any, label_nc: int, contain_dontcare: bool):
+    def __init__(
+        self, base: Any, bank: MemoryBank, options: Any, label_nc: int, contain_dontcare: bool, bank_path: Path | None = None
+    ):
         channels = label_nc + int(contain_dontcare)
         if bank.num_classes != channels:
             raise DataError(f"the memory bank has {bank.num_classes} classes, the model {channels} (label_nc + don't-care)")
         self.base = base
         self.bank = bank
+        self.bank_path = bank_path
         self.options = options
         self.label_nc = label_nc
         self.contain_dontcare = contain_dontcare
@@ -248,10 +252,8 @@ def resolve_bank(config: Config, assets: dict[str, Path] | None = None, progress
 def open_data(config: Config, split: str, train: bool, assets: dict[str, Path]) -> BoxRetrievalDataset:
     """The method's ``open_data`` hook: ``split`` of ``config.data`` with boxes and retrieved layouts."""
     bank, path = resolve_bank(config, assets)
-    dataset = BoxRetrievalDataset(open_base(config, split, train), bank, config.section("bachgan"),
-                                  config.model.label_nc, config.model.contain_dontcare)
-    dataset.bank_path = path  # type: ignore[attr-defined]
-    return dataset
+    return BoxRetrievalDataset(open_base(config, split, train), bank, config.section("bachgan"),
+                               config.model.label_nc, config.model.contain_dontcare, path)
 
 
 def release_assets(config: Config, dataset: Any) -> dict[str, Any]:
@@ -259,7 +261,6 @@ def release_assets(config: Config, dataset: Any) -> dict[str, Any]:
     the in-memory bank written out)."""
     if not isinstance(dataset, BoxRetrievalDataset):
         return {}
-    path = getattr(dataset, "bank_path", None)
-    if path is not None:
-        return {BANK_FILE: Path(path)}
+    if dataset.bank_path is not None:
+        return {BANK_FILE: Path(dataset.bank_path)}
     return {BANK_FILE: dataset.bank.save}

@@ -166,8 +166,8 @@ class BoxConditioner:
         h, w = self.height, self.width
         scores = memory.scores(parsed, h, w)
         order = torch.sort(scores, descending=True, stable=True).indices.tolist()
-        wanted = max(candidates if candidates is not None else DEFAULT_CANDIDATES, num_samples * self.k)
-        ranked = [Match(i, memory.names[i], float(scores[i])) for i in order[:wanted]]
+        shown = DEFAULT_CANDIDATES if candidates is None else max(0, int(candidates))
+        ranked = [Match(i, memory.names[i], float(scores[i])) for i in order[: max(shown, num_samples * self.k)]]
         sets = self._sets(memory, ranked, num_samples, choose)
         o = self.options
         layouts = [memory.layouts([m.index for m in used], h, w) for used in sets]
@@ -177,7 +177,7 @@ class BoxConditioner:
         _, painted = draw_box_layout(parsed, self.channels, h, w, o.background, "onehot")
         details = {
             "boxes": parsed, "box_map": painted, "box_inside": box_union(parsed, h, w), "layouts": layouts, "used": sets,
-            "candidates": ranked[: candidates if candidates is not None else DEFAULT_CANDIDATES] or ranked, "bank": name,
+            "candidates": ranked[:shown], "bank": name,
         }
         return BoxPlan(semantics, details)
 
