@@ -160,9 +160,9 @@ def test_config_checks_name_the_field(overrides, message):
 
 def test_index_command_writes_the_documented_bank(tmp_path, capsys):
     out = tmp_path / "bank.safetensors"
-    args = ["bachgan", "index", "--preset", "bachgan-toy", "--out", str(out), "--no-progress",
-            *set_options(["data.toy_scenes=6", "model.width=32", "data.crop_size=32", "data.load_size=36"])]
-    assert main(args) == 0
+    common = ["bachgan", "index", "--preset", "bachgan-toy", "--no-progress",
+              *set_options(["data.toy_scenes=6", "model.width=32", "data.crop_size=32", "data.load_size=36"])]
+    assert main([*common, "--out", str(out)]) == 0
     assert "6 layouts of 12 classes at 32x32" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bank.safetensors"], "no temporary file may remain"
     bank = MemoryBank.load(out)
@@ -172,7 +172,7 @@ def test_index_command_writes_the_documented_bank(tmp_path, capsys):
     assert bank.content_hash == content_hash(bank.names, bank.labels, 12)
     assert bank.source["toy_scenes"] == 6 and bank.source["preset"] == "bachgan-toy"
     # --keep indexes a seeded fraction.
-    assert main(args[:-8] + ["--keep", "0.5", "--out", str(tmp_path / "half.safetensors"), *args[-8:]]) == 0
+    assert main([*common, "--keep", "0.5", "--out", str(tmp_path / "half.safetensors")]) == 0
     assert len(MemoryBank.load(tmp_path / "half.safetensors")) == 3
 
 
@@ -206,8 +206,8 @@ def test_a_given_bank_is_used_for_training_and_released(tmp_path):
     assert len(dataset.bank) == 5 and len(dataset) == 8  # 8 training scenes, retrieving from the 5 indexed
     from spadekit.training.setup import release_writer
 
-    generator = get_method("bachgan").build_networks(config, True)
-    model_dir = release_writer(config, dataset)(generator, tmp_path / "model", {})
+    parts = get_method("bachgan").build_networks(config, True)
+    model_dir = release_writer(config, dataset)(parts, tmp_path / "model", {})
     assert MemoryBank.load(model_dir / "bank.safetensors").content_hash == MemoryBank.load(bank_path).content_hash
     missing = tiny_config(f"bachgan.bank={tmp_path / 'nope.safetensors'}")
     with pytest.raises(DataError, match=r"nope\.safetensors: memory bank not found .*spadekit bachgan index"):
