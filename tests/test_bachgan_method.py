@@ -474,3 +474,15 @@ def test_torchscript_export_takes_the_composed_layouts(trained, tmp_path):
         got = exported(plan.semantics)
     lively(expected)
     assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_composed_layouts_show_what_the_generator_gets(trained):
+    result = Pipeline.from_pretrained(trained).from_boxes(SCENE, seed=0)
+    plan = Pipeline.from_pretrained(trained).box_conditioner.plan(SCENE)
+    composed = result.composed(0)
+    retrieved = plan.semantics[0, 12:].reshape(3, 12, 64, 64)
+    for i in range(3):
+        hot = retrieved[i].sum(0)
+        # A pixel with one class in the generator's input shows it; one with none (a retrieved object) shows 255.
+        assert torch.equal(composed[i] == 255, hot == 0)
+        assert torch.equal(composed[i][hot == 1], retrieved[i].argmax(0)[hot == 1])

@@ -314,7 +314,8 @@ def run_boxes(args: argparse.Namespace, out_size) -> int:
         }
         atomic_write_text(out / f"{stem}.json", json.dumps(record, indent=2) + "\n")
         written += len(images)
-        rows.append(Row(path.name, cells, note="retrieved layouts as the generator sees them: the boxes pasted in"))
+        rows.append(Row(path.name, cells, note="retrieved layouts as the generator sees them: the boxes pasted in, "
+                        "the retrieved objects removed (black)"))
     w, h = pipeline.size
     note = f"model {args.model} ({w}x{h}{', resized to %dx%d' % out_size if out_size else ''}), seed {args.seed}"
     index = write_gallery(out, "spadekit synthesize (boxes)", rows, note)

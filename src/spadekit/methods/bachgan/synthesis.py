@@ -35,7 +35,8 @@ class BoxSynthesis:
     ``box_map`` (H, W) int64: the painted box classes (``background`` outside the boxes);
     ``box_inside`` (H, W) bool; ``layouts``: per sample, the (k, H, W) int64 retrieved layouts (class
     ids, as stored in the bank); ``used``: per sample, the bank entries behind them; ``candidates``: the
-    best-ranked entries (to choose from); ``bank``: where the bank came from.
+    best-ranked entries (to choose from); ``bank``: where the bank came from; ``foreground``: the
+    object classes, which come from the boxes only.
     """
 
     images: Any
@@ -46,11 +47,14 @@ class BoxSynthesis:
     used: list[list[Match]]
     candidates: list[Match]
     bank: str
+    foreground: list[int] = field(default_factory=list)
 
-    def composed(self, sample: int = 0) -> torch.Tensor:
-        """(k, H, W) class ids of sample ``sample``'s layouts as the generator sees them: the
-        retrieved layout outside the boxes, the painted boxes inside."""
+    def composed(self, sample: int = 0, none: int = 255) -> torch.Tensor:
+        """(k, H, W) class ids of sample ``sample``'s layouts as the generator sees them: the painted
+        boxes inside the boxes; outside, the retrieved layout, except its objects (the generator gets
+        no class there: ``none``, which pictures show black)."""
         maps = self.layouts[sample].clone()
+        maps[torch.isin(maps, torch.tensor(self.foreground, dtype=maps.dtype))] = none
         maps[:, self.box_inside] = self.box_map[self.box_inside]
         return maps
 
@@ -177,7 +181,7 @@ class BoxConditioner:
         _, painted = draw_box_layout(parsed, self.channels, h, w, o.background, "onehot")
         details = {
             "boxes": parsed, "box_map": painted, "box_inside": box_union(parsed, h, w), "layouts": layouts, "used": sets,
-            "candidates": ranked[:shown], "bank": name,
+            "candidates": ranked[:shown], "bank": name, "foreground": list(o.foreground),
         }
         return BoxPlan(semantics, details)
 
