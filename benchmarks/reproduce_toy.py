@@ -289,6 +289,16 @@ while it ran; the toy segmenter's part: {seg['source']}).
 """
 
 
+def _write_page(path: Path, text: str) -> None:
+    """Write the page, keeping the sections other scripts maintain in it (``<!-- NAME:begin -->`` …
+    ``<!-- NAME:end -->``, e.g. benchmarks/reproduce_bachgan_toy.py's)."""
+    import re
+
+    existing = path.read_text() if path.is_file() else ""
+    blocks = [m.group(0) for m in re.finditer(r"<!-- ([\w-]+):begin -->.*?<!-- \1:end -->\n?", existing, re.S)]
+    path.write_text(text + "".join("\n" + block for block in blocks))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="runs/reproduce_toy", help="folder for runs, reports and logs (default runs/reproduce_toy)")
@@ -334,7 +344,7 @@ def main() -> int:
         summary = json.loads((Path(args.out) if args.out else REPO / work / "summary.json").read_text())
         _sample_grid({k: REPO / r["run"] / "model" for k, r in summary["runs"].items()},
                      REPO / summary["segmenter"]["path"], summary["budget"]["size"], args.rows, docs / grid_name)
-        (docs / "reproduction.md").write_text(_markdown(summary, grid_name))
+        _write_page(docs / "reproduction.md", _markdown(summary, grid_name))
         print(f"rewrote {docs / 'reproduction.md'} and {docs / grid_name} from the summary")
         return 0
 
@@ -435,7 +445,7 @@ def main() -> int:
     out = Path(args.out) if args.out else REPO / work / "summary.json"
     out.write_text(json.dumps(summary, indent=2) + "\n")
     docs.mkdir(parents=True, exist_ok=True)
-    (docs / "reproduction.md").write_text(_markdown(summary, grid_name))
+    _write_page(docs / "reproduction.md", _markdown(summary, grid_name))
     print(f"wrote {docs / 'reproduction.md'}, {docs / grid_name} and {out} ({total / 60:.1f} min in all)")
     return 0
 

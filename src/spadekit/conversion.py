@@ -36,6 +36,9 @@ class CheckpointFormat:
     options_from_file: Callable[[Path], tuple["str | None", list[str], list[str]]] | None = None
     """``(official options file) -> (preset or None, dotted overrides, notes)``: what ``--opt FILE``
     of ``spadekit convert NAME`` turns the official run's options into (None: no ``--opt``)."""
+    priority: int = 0
+    """Formats with a higher priority are detected first (one whose files share another's names
+    and that tells itself apart by their content)."""
 
 
 _FORMATS: dict[str, CheckpointFormat] = {}
@@ -60,8 +63,8 @@ def get_format(name: str) -> CheckpointFormat:
 
 
 def detect_format(directory: Path) -> CheckpointFormat | None:
-    """The first registered format whose files are in ``directory``, or None."""
-    for fmt in formats().values():
+    """The first registered format (highest priority first) whose files are in ``directory``, or None."""
+    for fmt in sorted(formats().values(), key=lambda f: -f.priority):
         if fmt.detect(directory):
             return fmt
     return None

@@ -11,6 +11,10 @@ weights (so it has no hooks and no power iteration). Its inputs:
     (N, latent_dim) float32 latent; ``z ~ N(0, I)`` samples a style or a noise, the style
     encoder's ``mu`` fixes one. The same seed gives the same ``z`` as :class:`~spadekit.Pipeline`.
 
+A generator whose input is not one label map declares its channels as ``in_channels`` (BachGAN:
+the box layout and the k retrieved layouts, ``(1 + k)·C``, built by
+:func:`~spadekit.methods.bachgan.retrieval.compose_semantics`); ``semantics`` then has that many.
+
 Output ``image``: (N, 3, H, W) float32 in [-1, 1]. The batch size N is dynamic.
 The model's description (classes, colours, channel layout) travels inside the file: ONNX
 ``metadata_props`` key ``spadekit``, TorchScript extra file ``spadekit.json``.
@@ -67,6 +71,12 @@ def latent_dim(model: SpadeModel) -> int | None:
     return getattr(model.generator, "latent_dim", None)
 
 
+def input_channels(model: SpadeModel) -> int:
+    """Channels of the generator's ``semantics``: its ``in_channels`` when it declares them, else the
+    one-hot label map's."""
+    return int(getattr(model.generator, "in_channels", None) or model.config.model.semantic_nc)
+
+
 def describe(model: SpadeModel, size: tuple[int, int]) -> dict:
     """What a deployed file needs to know: input layout, classes and colours."""
     m = model.config.model
@@ -75,7 +85,7 @@ def describe(model: SpadeModel, size: tuple[int, int]) -> dict:
         "format": "spadekit-export",
         "method": model.config.method,
         "inputs": {
-            "semantics": ["N", m.semantic_nc, size[1], size[0]],
+            "semantics": ["N", input_channels(model), size[1], size[0]],
             **({"z": ["N", z_dim]} if z_dim is not None else {}),
         },
         "output": {"image": ["N", 3, size[1], size[0]], "range": [-1, 1]},
@@ -91,6 +101,11 @@ def example_inputs(model: SpadeModel, size: tuple[int, int], batch: int = 1, see
     """A random valid input (one-hot semantics, and ``z`` for generators with a latent) at ``size``."""
     m = model.config.model
     gen = torch.Generator().manual_seed(seed)
+    channels = input_channels(model)
+    if channels != m.semantic_nc:  # not one label map (BachGAN's composed layouts): any 0/1 maps trace the graph
+        semantics = (torch.rand(batch, channels, size[1], size[0], generator=gen) < 0.5).float()
+        z_dim = latent_dim(model)
+        return (semantics, torch.randn(batch, z_dim, generator=gen)) if z_dim is not None else (semantics,)
     classes = m.label_nc + int(m.contain_dontcare)
     index = torch.randint(0, classes, (batch, 1, size[1], size[0]), generator=gen)
     semantics = torch.zeros(batch, classes, size[1], size[0]).scatter_(1, index, 1.0)

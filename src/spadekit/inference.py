@@ -15,6 +15,9 @@ Conventions:
 * Sample ``k`` of every map draws its latent from ``seed + k`` (the same seed → the same style for
   every map and identical bytes on every call). Models without a VAE are deterministic: the seed
   and ``num_samples`` change nothing. Seeds lie in ``0 .. 2**63-1`` (:mod:`spadekit.data.inputs`).
+* Methods whose generator does not take label maps bring their own input (``Method.label_input``,
+  e.g. BachGAN boxes the objects of the map); methods with the ``"boxes"`` capability also take
+  object boxes (:meth:`Pipeline.from_boxes`).
 
 Reading and validating label maps (files, formats, colours, ids) is :mod:`spadekit.data.label_maps`,
 shared with ``spadekit synthesize`` and the studio.
@@ -85,12 +88,15 @@ class Pipeline:
         if fast and method.fast_generator is not None:
             generator = method.fast_generator(model.generator, model.config, channels_last)
         self.fast = generator is not None
+        if generator is None and method.label_input is not None:
+            generator = method.label_input(model)
         if generator is None:
             generator = OneHotInput(model.generator, self._num_classes)
         self.generator = generator.to(device=self.device, dtype=dtype).eval()
         self.encoder = model.encoder.to(device=self.device, dtype=dtype).eval() if model.encoder is not None else None
         self._forward = torch.compile(self.generator) if compile else self.generator
         self._palette = self._build_palette()
+        self._boxes = None
 
     @classmethod
     def from_pretrained(
@@ -305,6 +311,74 @@ class Pipeline:
 
     # ------------------------------------------------------------------ running
 
+    # ------------------------------------------------------------------ boxes
+
+    @property
+    def takes_boxes(self) -> bool:
+        """Whether the model synthesizes from object boxes (:meth:`from_boxes`)."""
+        method = self.model.method
+        return "boxes" in method.capabilities and method.box_input is not None
+
+    @property
+    def box_conditioner(self):
+        """The method's box input (BachGAN: :class:`~spadekit.methods.bachgan.synthesis.BoxConditioner`,
+        with ``classes`` a box may have, ``parse`` and ``bank``); DataError for models without boxes."""
+        if not self.takes_boxes:
+            raise DataError(f"boxes: this {self.model.method.title} model takes label maps, not boxes")
+        if self._boxes is None:
+            self._boxes = self.model.method.box_input(self.model)
+        return self._boxes
+
+    @torch.inference_mode()
+    def from_boxes(
+        self,
+        boxes,
+        *,
+        bank=None,
+        choose: Sequence[int] | None = None,
+        candidates: int | None = None,
+        seed: int | None = None,
+        num_samples: int = 1,
+        output: str = "pil",
+        source: str = "boxes",
+    ):
+        """Synthesize a scene from object boxes (models with the ``"boxes"`` capability).
+
+        Args:
+            boxes: a JSON file path, a decoded JSON document (``{"width", "height", "boxes": [{"class":
+                name or id, "box": [x0, y0, x1, y1]}, ...]}`` or the list alone) or a list of boxes.
+            bank: the memory bank to retrieve from (a file or a loaded bank); default: the model's own.
+            choose: bank entries to use instead of the best-ranked ones (every sample uses them).
+            candidates: how many ranked entries the result lists (to choose from).
+            seed: sample ``k`` draws its latent from ``seed + k`` (models with a latent).
+            num_samples: images; without ``choose`` each sample uses the next best retrieved layouts.
+            output: ``"pil"`` or ``"tensor"`` for the result's ``images``.
+        Returns:
+            The method's result: for BachGAN a :class:`~spadekit.methods.bachgan.synthesis.BoxSynthesis`
+            (images, boxes, the retrieved layouts and bank entries each sample used, the ranking).
+        Raises:
+            DataError naming ``source`` for malformed boxes, unknown classes, boxes outside the image, or a
+            missing/unfit bank.
+        """
+        if output not in ("pil", "tensor"):
+            raise ValueError("output must be 'pil' or 'tensor'")
+        if num_samples < 1:
+            raise ValueError("num_samples must be >= 1")
+        plan = self.box_conditioner.plan(
+            boxes, num_samples=num_samples, bank=bank, choose=choose, candidates=candidates, source=source
+        )
+        if seed is None:
+            seed = random.randrange(2**31)
+        z = self.latents(1, num_samples, seed)
+        generator = self.model.generator.to(device=self.device, dtype=self.dtype)
+        semantics = plan.semantics.to(self.device, self.dtype)
+        outputs = []
+        for start in range(0, num_samples, self.batch_size):
+            sl = slice(start, start + self.batch_size)
+            outputs.append(generator(semantics[sl], z[sl].to(self.device, self.dtype) if z is not None else None).float())
+        images = torch.cat(outputs)
+        return plan.result(images if output == "tensor" else to_pil(images))
+
     @torch.inference_mode()
     def generate(self, index: torch.Tensor, edges: torch.Tensor | None, z: torch.Tensor | None) -> torch.Tensor:
         """Run the generator in chunks of ``batch_size``: (N, H, W) indices → (N, 3, H, W) float32 in [-1, 1]."""
@@ -444,4 +518,6 @@ def model_at_size(model: SpadeModel, size: tuple[int, int]) -> SpadeModel:
         ) from None
     reference = next(iter(model.generator.state_dict().values()))
     generator.to(device=reference.device, dtype=reference.dtype).eval()
-    return SpadeModel(config=config, generator=generator, discriminator=None, encoder=model.encoder, provenance=model.provenance)
+    return SpadeModel(
+        config=config, generator=generator, discriminator=None, encoder=model.encoder, provenance=model.provenance, assets=model.assets
+    )

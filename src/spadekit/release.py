@@ -1,6 +1,7 @@
 """Release models: a directory with ``config.json`` and one ``<part>.safetensors`` per network
-(``generator``, plus ``discriminator`` / ``encoder`` / a method's own parts when present), and
-:func:`load_model`.
+(``generator``, plus ``discriminator`` / ``encoder`` / a method's own parts when present), the data
+files a method's model carries (``assets``, e.g. BachGAN's memory bank, listed in ``config.json``),
+and :func:`load_model`.
 
 The config travels with the weights, so a model of any method is rebuilt from its own directory
 with no flags: ``config.method`` names the method whose builders make the networks.
@@ -9,11 +10,12 @@ with no flags: ``config.method`` names the method whose builders make the networ
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -35,6 +37,9 @@ class SpadeModel:
     ``provenance`` says where the weights come from, e.g. for a training run
     ``{"generator": "ema" | "raw", "steps": N, "ema_decay": ..., "ema_horizon_reached": ...}``;
     it is stored in ``config.json`` and read back (None when the model says nothing).
+
+    ``assets``: data files the model carries, by file name (a plain name, no folders): a path (a
+    loaded model's own file, or one to copy when saving) or a writer ``(target path) -> None``.
     """
 
     config: Config
@@ -43,14 +48,17 @@ class SpadeModel:
     encoder: nn.Module | None = None
     extras: dict[str, nn.Module] = field(default_factory=dict)
     provenance: dict | None = None
+    assets: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_parts(cls, config: Config, parts: dict[str, nn.Module], provenance: dict | None = None) -> "SpadeModel":
+    def from_parts(
+        cls, config: Config, parts: dict[str, nn.Module], provenance: dict | None = None, assets: dict[str, Any] | None = None
+    ) -> "SpadeModel":
         """A model from networks by part name (``generator`` is required)."""
         if "generator" not in parts:
             raise ValueError("a model needs a generator")
         extras = {k: v for k, v in parts.items() if k not in PARTS}
-        return cls(config, parts["generator"], parts.get("discriminator"), parts.get("encoder"), extras, provenance)
+        return cls(config, parts["generator"], parts.get("discriminator"), parts.get("encoder"), extras, provenance, dict(assets or {}))
 
     @property
     def method(self):
@@ -114,10 +122,14 @@ def save_model(model: SpadeModel, directory: str | Path) -> Path:
         meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "config": model.config.to_dict()}
         if model.provenance:
             meta["provenance"] = model.provenance
+        if model.assets:
+            meta["assets"] = sorted(model.assets)
         (staging / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
         for name, network in model.networks().items():
             save_file(_state_for_safetensors(network), str(staging / f"{name}.safetensors"), metadata={"format": "pt"})
             umask_mode(staging / f"{name}.safetensors")  # safetensors writes a private (0600) file
+        for name, source in model.assets.items():
+            _write_asset(name, source, staging / name, model.networks())
         if directory.exists():
             backup = directory.with_name(f".{directory.name}.old")
             shutil.rmtree(backup, ignore_errors=True)
@@ -130,6 +142,26 @@ def save_model(model: SpadeModel, directory: str | Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return directory
+
+
+def _asset_name_ok(name: str, networks: dict[str, nn.Module]) -> bool:
+    return (
+        bool(name) and name == Path(name).name and name not in (".", "..", "config.json")
+        and name not in {f"{part}.safetensors" for part in networks}
+    )
+
+
+def _write_asset(name: str, source: Any, target: Path, networks: dict[str, nn.Module]) -> None:
+    if not _asset_name_ok(name, networks):
+        raise ValueError(f"asset name {name!r} must be a plain file name other than config.json and the networks' files")
+    if callable(source):
+        source(target)
+    else:
+        try:
+            os.link(source, target)  # large data (a memory bank) need not be copied on the same disk
+        except OSError:
+            shutil.copyfile(source, target)
+    umask_mode(target)
 
 
 def bundled_models() -> list[str]:
@@ -156,8 +188,8 @@ def read_config(directory: Path) -> Config:
     return _read_meta(directory)[0]
 
 
-def _read_meta(directory: Path) -> tuple[Config, dict | None]:
-    """(config, provenance) from a release directory's ``config.json``."""
+def _read_meta(directory: Path) -> tuple[Config, dict | None, list[str]]:
+    """(config, provenance, asset file names) from a release directory's ``config.json``."""
     config_path = directory / "config.json"
     meta = read_format_json(config_path, FORMAT_NAME, FORMAT_VERSION, "spadekit model")
     if "config" not in meta:
@@ -167,7 +199,10 @@ def _read_meta(directory: Path) -> tuple[Config, dict | None]:
     except ConfigError as exc:
         raise CheckpointError(f"{config_path}: {exc}") from None
     provenance = meta.get("provenance")
-    return config, provenance if isinstance(provenance, dict) else None
+    assets = meta.get("assets", [])
+    if not isinstance(assets, list) or not all(isinstance(a, str) and a == Path(a).name and a not in ("", ".", "..") for a in assets):
+        raise CheckpointError(f"{config_path}: 'assets' must be a list of file names")
+    return config, provenance if isinstance(provenance, dict) else None, assets
 
 
 def load_state_into(
@@ -231,7 +266,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", preset: str
             return found.read(directory, preset, overrides or []).to(device).eval()
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: not a model directory")
-    config, provenance = _read_meta(directory)
+    config, provenance, asset_names = _read_meta(directory)
     if overrides:
         raise ConfigError("overrides apply to official checkpoints only; a release model carries its own config")
     try:
@@ -249,5 +284,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", preset: str
             parts[name] = network
         elif name == "generator":
             raise CheckpointError(f"{weights}: file not found (a model needs its generator)")
-    model = SpadeModel.from_parts(config, parts, provenance)
+    # A missing asset is left out: the caller names what it lacks (e.g. "pass a memory bank").
+    assets = {name: directory / name for name in asset_names if (directory / name).is_file()}
+    model = SpadeModel.from_parts(config, parts, provenance, assets)
     return model.to(device).eval()

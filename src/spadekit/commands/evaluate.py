@@ -34,8 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="measure a model: FID, mIoU, pixel accuracy, LPIPS diversity (the paper's pinned protocol)",
-        description="Synthesize the validation split from its label maps and measure the results with the "
-        "paper's protocol; write a JSON report and print a summary with the protocol.",
+        description="Synthesize the validation split from its label maps (a method with its own input, such as "
+        "BachGAN, builds it from each scene: its object boxes and the layouts retrieved from the model's memory bank) "
+        "and measure the results with the paper's protocol; write a JSON report and print a summary with the protocol.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,4 +1,4 @@
-"""``spadekit synthesize``: label maps (a file or a folder) → images and a contact sheet."""
+"""``spadekit synthesize``: label maps or object boxes (a file or a folder) → images and a contact sheet."""
 
 from __future__ import annotations
 
@@ -24,17 +24,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the results. Every input is checked before anything is generated: bad files are listed together "
         "(each with its problem), the run stops with exit status 2 and nothing is written. Writes DIR/<name>.png "
         "(DIR/<name>_<k>.png with several samples) and DIR/index.html, a contact sheet with the colourised "
-        "labels, results and style.",
+        "labels, results and style. Models that take object boxes (BachGAN) read --boxes JSON files instead: "
+        '{"width": W, "height": H, "boxes": [{"class": "car", "box": [x0, y0, x1, y1]}, ...]} (width/height '
+        "optional, boxes in pixels, x1/y1 exclusive); they also write the retrieved layouts each image used "
+        "(DIR/<name>_retrieved_<i>.png, class ids) and DIR/<name>.json (boxes, bank entries and scores).",
     )
     parser.add_argument("--model", required=True, help="release model directory, bundled model name (e.g. toy), or "
                         "a folder of official checkpoints (latest_net_G.pth; give --preset)")
     parser.add_argument("--preset", help="layout of official checkpoints: cityscapes, ade20k, ade20k-outdoor, coco, custom")
     add_set_option(parser, "official checkpoints only: layout overrides, e.g. --set model.width=512")
-    parser.add_argument("--labels", required=True, help="a label map file, or a folder of them (.png, .bmp, .tif, .gif, .ppm, .pgm)")
+    inputs = parser.add_mutually_exclusive_group(required=True)
+    inputs.add_argument("--labels", help="a label map file, or a folder of them (.png, .bmp, .tif, .gif, .ppm, .pgm)")
+    inputs.add_argument("--boxes", help="models that take boxes (BachGAN): a JSON box file, or a folder of them (.json)")
+    parser.add_argument("--bank", help="with --boxes: the memory bank to retrieve layouts from (`spadekit bachgan index`; "
+                        "default: the one the model carries)")
+    parser.add_argument("--choose", help="with --boxes: comma-separated bank entries to use instead of the best-ranked "
+                        "ones (their numbers are in DIR/<name>.json)")
     parser.add_argument("--instances", help="instance map(s): a file, or a folder with files named like the labels; "
                         "default for models with an instance channel: the class boundaries")
     parser.add_argument("--style", help="a style photo steering the appearance (models with a style encoder)")
-    parser.add_argument("--num-samples", type=int, default=1, help="images per label map (default 1; they differ for VAE models)")
+    parser.add_argument("--num-samples", type=int, default=1, help="images per label map or box file (default 1; they differ "
+                        "for VAE models, and with --boxes each uses the next best retrieved layouts)")
     parser.add_argument("--seed", type=seed_type, default=0,
                         help="sample k uses seed+k (default 0; seeds lie in 0..2**63-1): same seed, same bytes")
     parser.add_argument("--size", help="WxH to resize the results to (the network itself runs at the model size; "
@@ -126,6 +136,12 @@ def run(args: argparse.Namespace) -> int:
     check_seed(args.seed, "--seed", count=args.num_samples)
     out_size = parse_size(args.size, "--size") if args.size else None
     resolve_model_path(args.model)  # a missing model is named before the inputs are read
+    if args.boxes is None and (args.bank or args.choose):
+        raise ConfigError("--bank and --choose go with --boxes")
+    if args.boxes is not None:
+        if args.instances or args.style:
+            raise ConfigError("--instances and --style go with --labels, not --boxes")
+        return run_boxes(args, out_size)
     labels = _list(Path(args.labels), "label maps")
     instances = _pair_instances(labels, args.instances)
     stems: dict[str, Path] = {}
@@ -174,6 +190,135 @@ def run(args: argparse.Namespace) -> int:
     w, h = pipeline.size
     note = f"model {args.model} ({w}x{h}{', resized to %dx%d' % out_size if out_size else ''}), seed {args.seed}"
     index = write_gallery(out, "spadekit synthesize", rows, note)
+    print(f"wrote {written} image(s) to {out} and {index}")
+    return 0
+
+
+def _box_files(path: Path) -> list[Path]:
+    from spadekit.errors import DataError
+
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".json")
+        if not files:
+            raise DataError(f"{path}: no box files found (looked for .json)")
+        return files
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    return [path]
+
+
+def _choices(text: str | None) -> list[int] | None:
+    from spadekit.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"--choose must be comma-separated bank entry numbers, got {text!r}") from None
+
+
+def _boxes_picture(result, colors):
+    """The painted boxes in the model's colours, each box outlined."""
+    from PIL import ImageDraw
+
+    from spadekit.demo import colorize
+
+    picture = colorize(result.box_map, colors)
+    draw = ImageDraw.Draw(picture)
+    for box in result.boxes:
+        draw.rectangle([box.x0, box.y0, box.x1 - 1, box.y1 - 1], outline=(0, 0, 0))
+    return picture
+
+
+def run_boxes(args: argparse.Namespace, out_size) -> int:
+    """``--boxes``: every box file and the bank are checked first; then one image (and the retrieved
+    layouts it used) per file and sample."""
+    import json
+
+    import torch
+    from PIL import Image
+    from tqdm import tqdm
+
+    from spadekit.commands._options import pick_device
+    from spadekit.demo import Cell, Row, colorize, save_images, write_gallery
+    from spadekit.errors import DataError
+    from spadekit.inference import Pipeline
+    from spadekit.io import atomic_write_text
+
+    files = _box_files(Path(args.boxes))
+    stems: dict[str, Path] = {}
+    for path in files:
+        if path.stem in stems:
+            raise DataError(f"{path}: same name as {stems[path.stem]} (outputs would collide)")
+        stems[path.stem] = path
+    choose = _choices(args.choose)
+    device = pick_device(args.device)
+    pipeline = Pipeline.from_pretrained(
+        args.model, device=device, dtype=getattr(torch, DTYPES[args.dtype]), fast=args.fast, preset=args.preset,
+        overrides=args.overrides or None,
+    )
+    if not pipeline.takes_boxes:
+        raise DataError(f"{args.boxes}: this {pipeline.model.method.title} model takes label maps (--labels), not boxes")
+    conditioner = pipeline.box_conditioner
+    # Check everything first: bad boxes or a bad bank stop the run before anything is written.
+    conditioner.bank(args.bank)
+    problems = []
+    for path in files:
+        try:
+            conditioner.parse(path)
+        except DataError as exc:
+            problems.append(str(exc))
+    if not problems:  # the bank's size and --choose, checked on the first scene
+        conditioner.plan(files[0], num_samples=args.num_samples, bank=args.bank, choose=choose, source=str(files[0]))
+    if len(problems) == 1:
+        raise DataError(problems[0])
+    if problems:
+        lines = [f"  {p}" for p in problems[:MAX_REPORTED]] + ([f"  ... and {len(problems) - MAX_REPORTED} more"] if len(problems) > MAX_REPORTED else [])
+        raise DataError(f"{len(problems)} box files are unusable (nothing was written):\n" + "\n".join(lines))
+
+    out = Path(args.out)
+    colors = pipeline.palette.colors
+    rows: list[Row] = []
+    written = 0
+    for path in tqdm(files, desc="synthesize", unit="scene", disable=len(files) < 2):
+        result = pipeline.from_boxes(path, bank=args.bank, choose=choose, seed=args.seed, num_samples=args.num_samples,
+                                     source=str(path))
+        images = [im.resize(out_size, _lanczos()) for im in result.images] if out_size is not None else result.images
+        stem = path.stem
+        many = args.num_samples > 1
+        pictures = {out / "sheet" / f"{stem}_boxes.png": _boxes_picture(result, colors)}
+        cells = [Cell(f"sheet/{stem}_boxes.png", "boxes")]
+        samples = []
+        for j, image in enumerate(images):
+            tag = f"{stem}_{j}" if many else stem
+            pictures[out / f"{tag}.png"] = image
+            composed = result.composed(j)
+            retrieved = []
+            for i, (layout, match) in enumerate(zip(result.layouts[j], result.used[j])):
+                ids_name = f"{tag}_retrieved_{i}.png"
+                array = layout.numpy()
+                pictures[out / ids_name] = Image.fromarray(array.astype("uint8") if int(array.max(initial=0)) < 256 else array.astype("int32"))
+                pictures[out / "sheet" / f"{tag}_layout_{i}.png"] = colorize(composed[i], colors)
+                cells.append(Cell(f"sheet/{tag}_layout_{i}.png", f"retrieved #{match.index} ({match.score:.2f})"))
+                retrieved.append({"file": ids_name, "index": match.index, "name": match.name, "score": match.score})
+            cells.append(Cell(f"{tag}.png", f"result (seed {args.seed + j})" if pipeline.uses_latent else "result"))
+            samples.append({"image": f"{tag}.png", "retrieved": retrieved})
+        save_images(pictures)
+        record = {
+            "boxes": [{"class": pipeline.class_names[b.class_id] if b.class_id < len(pipeline.class_names) else b.class_id,
+                       "box": [b.x0, b.y0, b.x1, b.y1]} for b in result.boxes],
+            "width": pipeline.size[0], "height": pipeline.size[1], "bank": result.bank, "seed": args.seed,
+            "samples": samples,
+            "candidates": [{"index": m.index, "name": m.name, "score": m.score} for m in result.candidates],
+        }
+        atomic_write_text(out / f"{stem}.json", json.dumps(record, indent=2) + "\n")
+        written += len(images)
+        rows.append(Row(path.name, cells, note="retrieved layouts as the generator sees them: the boxes pasted in, "
+                        "the retrieved objects removed (black)"))
+    w, h = pipeline.size
+    note = f"model {args.model} ({w}x{h}{', resized to %dx%d' % out_size if out_size else ''}), seed {args.seed}"
+    index = write_gallery(out, "spadekit synthesize (boxes)", rows, note)
     print(f"wrote {written} image(s) to {out} and {index}")
     return 0
 

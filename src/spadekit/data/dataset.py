@@ -9,12 +9,16 @@ Every item is a dict::
 
 Bad files raise :class:`~spadekit.errors.DataError` with the file name and the problem, in the main
 process and (through :func:`make_loader`) from DataLoader workers alike.
+
+Both datasets split an item into :meth:`load` (the pictures as read and checked, before any
+geometry) and :meth:`finish` (one crop/flip for all of them, then tensors), so that a method can
+bring its own maps along with the same geometry (BachGAN's retrieved layouts).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -26,7 +30,7 @@ from spadekit.data.formats import LABEL_READERS, PHOTOS_TO_LABEL_SIZE, SPLITS, S
 from spadekit.data.labels import map_dontcare
 from spadekit.data.palette import DONTCARE, Palette, colors_to_ids, load_palette
 from spadekit.data.toy import TOY_CLASSES, ToyScene, render_scene, scene_seed
-from spadekit.data.transforms import Preprocess, transform_triplet
+from spadekit.data.transforms import Params, Preprocess, transform_triplet
 from spadekit.errors import ConfigError, DataError, SpadekitError
 
 # ------------------------------------------------------------------------------ reading files
@@ -141,6 +145,18 @@ def _finish(
 # ------------------------------------------------------------------------------ datasets
 
 
+class RawSample(NamedTuple):
+    """One sample as read and checked, before preprocessing (all pictures the same size)."""
+
+    label: Image.Image
+    """Single-channel ids (after the palette and ``data.label_offset``; don't-care still 255)."""
+    image: Image.Image | None
+    """RGB photo (None when not asked for)."""
+    instance: Image.Image | None
+    path: str
+    """The photo's path (``toy:<split>/<index>`` for generated toy scenes)."""
+
+
 class PairedDataset(Dataset):
     """Label map + photo (+ instance map) files, preprocessed as the official SPADE pipeline does."""
 
@@ -177,22 +193,30 @@ class PairedDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.finish(self.load(index))
+
+    def entry_name(self, index: int) -> str:
+        """A stable name of sample ``index``: its label file's name."""
+        return self.samples[index].label.name
+
+    def load(self, index: int, image: bool = True) -> RawSample:
+        """Read and check sample ``index`` (the photo only when ``image``)."""
         try:
-            return self._item(index)
+            return self._load(index, image)
         except DataError as exc:
             if not self.check_hint:
                 raise
             # Files are read as training reaches them: point to the command that finds every bad file now.
             raise DataError(f"{exc} ({self.check_hint})") from None
 
-    def _item(self, index: int) -> dict[str, Any]:
+    def _load(self, index: int, with_image: bool) -> RawSample:
         sample = self.samples[index]
         if self.read_label is not None:
             label = Image.fromarray(self.read_label(sample.label))
         else:
             label = label_picture(open_picture(sample.label, "label map"), sample.label, self.palette)
-        image = open_picture(sample.image, "image")
-        if self.photo_to_label_size and image.size != label.size:
+        image = open_picture(sample.image, "image") if with_image else None
+        if image is not None and self.photo_to_label_size and image.size != label.size:
             image = image.convert("RGB").resize(label.size, Image.BICUBIC)
         instance = None
         if self.use_instance:
@@ -210,8 +234,12 @@ class PairedDataset(Dataset):
             ids = shift_label_ids(ids, self.label_offset)
             label = Image.fromarray(ids.astype(np.uint8 if int(ids.max(initial=0)) < 256 else np.int32))
         check_label_ids(ids, self.label_nc, self.contain_dontcare, sample.label)
-        label_t, image_t, instance_t = transform_triplet(label, image.convert("RGB"), instance, self.preprocess)
-        return _finish(label_t, image_t, instance_t, self.label_nc, self.contain_dontcare, str(sample.image))
+        return RawSample(label, image.convert("RGB") if image is not None else None, instance, str(sample.image))
+
+    def finish(self, raw: RawSample, params: Params | None = None) -> dict[str, Any]:
+        """The item of a loaded sample: ``params`` (or a fresh draw) crop and flip every picture."""
+        label_t, image_t, instance_t = transform_triplet(raw.label, raw.image, raw.instance, self.preprocess, params=params)
+        return _finish(label_t, image_t, instance_t, self.label_nc, self.contain_dontcare, raw.path)
 
 
 class ToySceneDataset(Dataset):
@@ -263,14 +291,26 @@ class ToySceneDataset(Dataset):
         return scene
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.finish(self.load(index))
+
+    def entry_name(self, index: int) -> str:
+        """A stable name of scene ``index``: ``toy:<split>/<index>``."""
+        return f"toy:{self.split}/{index:06d}"
+
+    def load(self, index: int, image: bool = True) -> RawSample:
+        """Scene ``index`` as pictures (the photo only when ``image``)."""
         scene = self.scene(index)
-        label_t, image_t, instance_t = transform_triplet(
+        return RawSample(
             Image.fromarray(scene.label, mode="L"),
-            Image.fromarray(scene.image, mode="RGB"),
+            Image.fromarray(scene.image, mode="RGB") if image else None,
             Image.fromarray(scene.instance, mode="L") if self.use_instance else None,
-            self.preprocess,
+            self.entry_name(index),
         )
-        return _finish(label_t, image_t, instance_t, self.label_nc, False, f"toy:{self.split}/{index:06d}")
+
+    def finish(self, raw: RawSample, params: Params | None = None) -> dict[str, Any]:
+        """The item of a loaded scene: ``params`` (or a fresh draw) crop and flip every picture."""
+        label_t, image_t, instance_t = transform_triplet(raw.label, raw.image, raw.instance, self.preprocess, params=params)
+        return _finish(label_t, image_t, instance_t, self.label_nc, False, raw.path)
 
 
 # ------------------------------------------------------------------------------ entry points

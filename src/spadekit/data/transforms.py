@@ -198,13 +198,15 @@ def transform_triplet(
     instance: Image.Image | None,
     preprocess: Preprocess,
     generator: torch.Generator | None = None,
+    params: Params | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Apply one shared random crop/flip to a sample.
+    """Apply one shared random crop/flip to a sample (``params``, or drawn now).
 
     The three pictures must have the same size (callers check and name the files).
     Returns ``label`` (1, H, W) int64, ``image`` (3, H, W) float in [-1, 1], ``instance`` (1, H, W) int64 or None.
     """
-    params = preprocess.sample(*label.size, generator=generator)
+    if params is None:
+        params = preprocess.sample(*label.size, generator=generator)
     label_t = ids_to_tensor(preprocess.apply(label, params, nearest=True))
     image_t = image_to_tensor(preprocess.apply(image, params, nearest=False))
     instance_t = None if instance is None else ids_to_tensor(preprocess.apply(instance, params, nearest=True))

@@ -203,13 +203,15 @@ def synthesize_and_score(
     progress: bool = True,
     total: int | None = None,
     save_images: Path | None = None,
+    prepare: Callable[[dict], torch.Tensor] | None = None,
     hook: EvaluationHook | None = None,
 ) -> dict:
     """One pass over ``loader`` (dataset items, collated): generate, then update every metric.
 
+    ``prepare`` turns a collated batch into the generator's input on ``device`` (a method's own input,
+    e.g. BachGAN's boxes + retrieved layouts); default: the one-hot semantics of label (+ instance).
     With a ``hook``, the label maps the generator receives are the hook's (see :class:`EvaluationHook`;
     instance edges then follow their class boundaries) and the hook's metrics are added.
-
     ``size`` is the generated ``(height, width)``; data of another size is resized to it. FID and
     segmentation use sample 0 of each label map; diversity uses all ``num_samples`` samples of
     the first ``diversity_maps`` maps (all when None). Returns ``{"metrics", "segmentation",
@@ -239,10 +241,14 @@ def synthesize_and_score(
         batch = _fit_batch(batch, size)
         if hook is not None:
             seeds = [sample_seed(seed, index + i, 0) for i in range(batch["label"].shape[0])]
-            batch = {**{k: v for k, v in batch.items() if k != "instance"}, "label": hook.layouts(batch, seeds)}
+            generated = hook.layouts(batch, seeds)
+            batch = {**batch, "label": generated, "instance": generated}  # edges: the generated class boundaries
         label = batch["label"].to(device)
-        instance = batch.get("instance", batch["label"]).to(device) if use_instance else None
-        semantics = to_semantics(label, label_nc, contain_dontcare, instance)
+        if prepare is not None:
+            semantics = prepare(batch)
+        else:
+            instance = batch["instance"].to(device) if use_instance else None
+            semantics = to_semantics(label, label_nc, contain_dontcare, instance)
         n = label.shape[0]
         want_diversity = diversity is not None and (diversity_maps is None or index < diversity_maps)
         k = num_samples if want_diversity else 1
@@ -630,14 +636,24 @@ def evaluate(
     if fid_preprocessing not in ("tf", "pytorch-fid"):
         raise ConfigError(f"--fid-preprocessing must be tf or pytorch-fid, got {fid_preprocessing!r}")
 
+    from spadekit.evaluation.segmenters import DATASET_SEGMENTERS
+
+    # A method's preset (bachgan-cityscapes, oasis-ade20k ...) measures with its data format's segmenter.
+    dataset_key = preset if preset in DATASET_SEGMENTERS else data.format
     instruments = _load_instruments(
         names, toy, segmenter, segmenter_weights, fid_features, fid_weights, lpips_net, lpips_weights,
-        preset, m.label_nc, skip_missing, metrics is not None, device, fid_preprocessing,
+        dataset_key, m.label_nc, skip_missing, metrics is not None, device, fid_preprocessing,
     )
     ev = instruments.evaluators
     ev.real_reference = real_reference
 
-    dataset = open_dataset(data.root, preset=preset, split=split, train=False, data=data, model=m)
+    method = spade.method
+    # The model's own config with this run's data: what the method's hooks read.
+    eval_config = dataclasses.replace(spade.config, data=data, preset=preset)
+    if method.open_data is not None:
+        dataset = method.open_data(eval_config, split, False, dict(spade.assets))
+    else:
+        dataset = open_dataset(data.root, preset=preset, split=split, train=False, data=data, model=m)
     # A folder without train/ and val/ subfolders has no split: say so rather than call it "val".
     split_read = split_name(data.format, data.root, split)
     count = len(dataset) if max_images is None else min(max_images, len(dataset))
@@ -675,7 +691,8 @@ def evaluate(
     result = synthesize_and_score(
         spade.generator, loader, ev, m.label_nc, m.contain_dontcare, m.use_instance, latent_dim,
         (height, width), num_samples=num_samples, diversity_maps=diversity_images, seed=seed, device=device,
-        progress=progress, total=count, save_images=Path(save_images) if save_images else None, hook=hook,
+        progress=progress, total=count, save_images=Path(save_images) if save_images else None,
+        prepare=lambda raw: method.prepare_batch(raw, eval_config, device, False).semantics, hook=hook,
     )
     if result["real_statistics"] is not None and stats_key is not None:
         save_cached_statistics(cache, stats_key, result["real_statistics"])
@@ -716,7 +733,9 @@ def evaluate(
     protocol["toy_protocol"] = bool((seg_name == TOY_SEGMENTER and ev.segmenter is not None)
                                     or ("fid" in result["metrics"] and fid_features == "toy"))
     protocol["generation"] = {
-        "input": "the dataset's one-hot semantics (label ids, don't-care channel, instance edges) at the model size",
+        "input": "the dataset's one-hot semantics (label ids, don't-care channel, instance edges) at the model size"
+        if method.open_data is None else f"{method.title}'s input, built from each validation item by the method "
+        f"({method.summary})",
         "latent": "z ~ N(0, I) per image and sample, seeded from (seed, image index, sample)" if latent_dim is not None
         else "none (deterministic generator)",
         "seed": seed,

@@ -17,10 +17,12 @@ Conventions every layout→image generator follows:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from spadekit.batch import Batch, Objective, layout_batch
 from spadekit.config import Config
@@ -71,6 +73,24 @@ class Method:
     capabilities: frozenset[str] = frozenset()
     """Extra entry points: ``"boxes"``, ``"palette"`` (per-region resampling follows from the
     generator's ``spatial_latent``)."""
+    open_data: Callable[[Config, str, bool, dict[str, Path]], Dataset] | None = None
+    """``(config, split, train, assets) -> dataset`` of the items :attr:`prepare_batch` reads, for
+    methods whose items carry more than label/instance/photo (training, previews, ``evaluate``);
+    ``assets`` are a release model's files (:attr:`release_assets`), empty when training. Default:
+    :func:`spadekit.data.open_dataset` on ``config.data``."""
+    release_assets: Callable[[Config, Dataset], dict[str, Any]] | None = None
+    """``(config, training dataset) -> {file name: path or writer}``: data files a release model
+    carries beside its networks (a file to copy, or a writer called with the target path), e.g.
+    BachGAN's memory bank. :attr:`SpadeModel.assets <spadekit.release.SpadeModel.assets>` holds them."""
+    label_input: Callable[[Any], nn.Module] | None = None
+    """For generators that do not take one-hot label maps: ``(model) -> module`` whose
+    ``forward(index, edges, z)`` turns (N, H, W) label maps into images; Pipeline uses it in place of
+    the one-hot input (BachGAN boxes the objects of the map and retrieves a background)."""
+    box_input: Callable[[Any], Any] | None = None
+    """With the ``"boxes"`` capability: ``(model) -> conditioner`` whose ``plan(boxes, num_samples=,
+    **options)`` returns an object with ``semantics`` (K, S, H, W), the generator input of each
+    sample, and ``result(images)``, the method's answer (images plus what it retrieved).
+    :meth:`spadekit.inference.Pipeline.from_boxes` runs it."""
     toy_preset: str | None = None
     """The preset that trains this method on toy scenes offline (``spadekit train --preset ...``)."""
     tiny_overrides: tuple[str, ...] = ()

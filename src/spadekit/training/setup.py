@@ -121,6 +121,10 @@ def build_vgg(config: Config) -> nn.Module | None:
 
 
 def open_training_data(config: Config, split: str = "train", train: bool = True) -> Dataset:
+    """The items of ``split`` as the config's method reads them (its ``open_data`` hook, else the dataset)."""
+    method = method_of(config)
+    if method.open_data is not None:
+        return method.open_data(config, split, train, {})
     from spadekit.data import open_dataset
 
     return open_dataset(config.data.root, preset=config.preset, split=split, train=train, data=config.data, model=config.model)
@@ -170,15 +174,18 @@ def resume_guard(config: Config, steps_per_epoch: int) -> Callable[[dict[str, An
     return check
 
 
-def release_writer(config: Config) -> Callable[[dict[str, nn.Module], Path, dict[str, Any]], Path]:
-    """Writes ``networks`` as a release model of ``config``'s method (the parts the method releases)."""
+def release_writer(config: Config, dataset: Dataset | None = None) -> Callable[[dict[str, nn.Module], Path, dict[str, Any]], Path]:
+    """Writes ``networks`` as a release model of ``config``'s method (the parts the method releases,
+    and the data files it carries for a model trained on ``dataset``)."""
     from spadekit.release import SpadeModel
 
-    parts = method_of(config).release_parts
+    method = method_of(config)
+    parts = method.release_parts
+    assets = method.release_assets(config, dataset) if method.release_assets is not None and dataset is not None else {}
 
     def write(networks: dict[str, nn.Module], directory: Path, provenance: dict[str, Any]) -> Path:
         kept = {name: net for name, net in networks.items() if name in parts}
-        return SpadeModel.from_parts(config, kept, provenance).save(directory)
+        return SpadeModel.from_parts(config, kept, provenance, assets).save(directory)
 
     return write
 
@@ -288,7 +295,7 @@ def build_trainer(
         visualize_labels=label_pictures(config),
         monitor=monitor,
         make_loader=loader,
-        save_release=release_writer(config),
+        save_release=release_writer(config, dataset),
         record=config.to_dict(),
         check_resume=resume_guard(config, options.steps_per_epoch),
         sync_batchnorm=sync,

@@ -13,3 +13,7 @@ Modules (each importable on its own; no OpenCV needed):
 * :mod:`~spadekit.methods.bachgan.objective`: the generator and discriminator losses.
 * :mod:`~spadekit.methods.bachgan.convert`: official checkpoints ↔ our networks.
 """
+
+from spadekit.methods.bachgan.method import BACHGAN, BachGANOptions  # noqa: E402  (registers the method)
+
+__all__ = ["BACHGAN", "BachGANOptions"]

@@ -286,15 +286,27 @@ def compose_retrieved(
     Returns:
         (k·C, H, W) float, candidate-major (channels c·C .. c·C+C-1 = candidate c).
     """
-    channels = box_layout.shape[0]
+    return compose_retrieved_batch(maps[None], box_layout[None], inside[None], foreground)[0]
+
+
+def compose_retrieved_batch(
+    maps: torch.Tensor,
+    box_layout: torch.Tensor,
+    inside: torch.Tensor,
+    foreground: Sequence[int],
+) -> torch.Tensor:
+    """:func:`compose_retrieved` of a batch, on the tensors' device: maps (N, k, H, W), box_layout
+    (N, C, H, W), inside (N, H, W) → (N, k·C, H, W)."""
+    n, k = maps.shape[:2]
+    channels = box_layout.shape[1]
     if maps.numel() and (int(maps.min()) < 0 or int(maps.max()) >= channels):
         raise ValueError(f"retrieved layouts hold class ids outside 0..{channels - 1}")
-    onehot = torch.zeros(maps.shape[0], channels, *maps.shape[-2:], dtype=box_layout.dtype)
-    onehot.scatter_(1, maps[:, None].long(), 1.0)
-    onehot[:, :, inside] = 0
+    onehot = torch.zeros(n, k, channels, *maps.shape[-2:], dtype=box_layout.dtype, device=box_layout.device)
+    onehot.scatter_(2, maps[:, :, None].long(), 1.0)
+    onehot = onehot * (~inside.bool())[:, None, None].to(onehot.dtype)
     foreground = list(foreground)
-    onehot[:, foreground] = box_layout[foreground].unsqueeze(0)
-    return onehot.flatten(0, 1)
+    onehot[:, :, foreground] = box_layout[:, None, foreground]
+    return onehot.flatten(1, 2)
 
 
 def compose_semantics(
