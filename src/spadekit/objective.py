@@ -103,8 +103,10 @@ class SpadeObjective(nn.Module):
         encoder (no random numbers), else the generator's own default."""
         z = None
         if self.encoder is not None:
-            was_training = self.encoder.training
-            self.encoder.eval()
-            z, _ = self.encoder(batch.image)
-            self.encoder.train(was_training)
+            # The raw encoder: previews run on rank 0 alone, and a DDP-wrapped module would wait for the others.
+            encoder = getattr(self.encoder, "module", self.encoder)
+            was_training = encoder.training
+            encoder.eval()
+            z, _ = encoder(batch.image)
+            encoder.train(was_training)
         return generator(batch.semantics, z)
