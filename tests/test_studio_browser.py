@@ -1,4 +1,5 @@
-"""End to end: the studio page in real headless Chromium, painting with mouse and touch.
+"""End to end: the studio page in real headless Chromium, painting with mouse and touch, and the
+per-region variation of an OASIS model (whose noise may differ per pixel).
 
 Skipped only where Chromium (``/usr/bin/chromium``, Debian's ``chromium`` package) or Playwright is
 not installed.

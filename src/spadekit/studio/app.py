@@ -255,7 +255,7 @@ def create_app(
 
     app = FastAPI(
         title="spadekit studio",
-        description="Paint a label map and turn it into a photo with a SPADE model.",
+        description="Paint a label map and turn it into a photo with a SPADE-family model.",
         lifespan=lifespan,
         docs_url=None,  # FastAPI's interactive docs load their scripts from a CDN; the schema is enough
         redoc_url=None,
