@@ -1,6 +1,7 @@
 """The studio's HTTP API, served by a real uvicorn server on a background thread.
 
-A tiny random-weight release model (4 classes, VAE with encoder, 64x64) is made in a temp dir.
+A tiny random-weight release model (4 classes, VAE with encoder, 64x64) is made in a temp dir; the
+per-region noise tests use a tiny random-weight OASIS model with the same classes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from PIL import Image
 from spadekit.inference import Pipeline
 from spadekit.studio import StudioLimits, background_server, create_app
 from spadekit.studio.app import STATIC_DIR
+from studio_models import make_oasis_model
 
 from helpers import assert_lively, lively_model
 
@@ -106,7 +108,7 @@ def test_model_description(client):
     assert info["palette"] == COLORS
     assert info["size"] == [64, 64]
     assert info["has_encoder"] is True
-    assert info["capabilities"] == {"style_image": True, "seed": True, "dontcare": False}
+    assert info["capabilities"] == {"style_image": True, "seed": True, "dontcare": False, "region_noise": False}
     assert info["limits"]["max_side"] == 1024
     assert "/api/synthesize" in client.get("/api/openapi.json").json()["paths"]
 
@@ -466,3 +468,109 @@ def test_cli_parser_defaults_to_loopback_and_reports_missing_model(tmp_path, cap
     assert (args.host, args.port, args.model) == ("127.0.0.1", 7860, "toy")
     assert main(["studio", "--model", str(tmp_path / "missing"), "--port", "0"]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- per-region noise (OASIS)
+
+
+@pytest.fixture(scope="module")
+def oasis_client(tmp_path_factory):
+    path = make_oasis_model(tmp_path_factory.mktemp("studio-oasis") / "model", NAMES, COLORS)
+    app = create_app(Pipeline.from_pretrained(path), model_name="tiny oasis")
+    with background_server(app) as url, httpx.Client(base_url=url, timeout=60) as c:
+        yield c
+
+
+def region_synth(client: httpx.Client, labels: bytes, seed: int | None, region_class, region_seed=None) -> httpx.Response:
+    data = {"region_class": str(region_class)}
+    if seed is not None:
+        data["seed"] = str(seed)
+    if region_seed is not None:
+        data["region_seed"] = str(region_seed)
+    return client.post("/api/synthesize", files={"labels": ("labels.png", labels, "image/png")}, data=data)
+
+
+def test_oasis_model_advertises_region_noise(oasis_client):
+    info = oasis_client.get("/api/model").json()
+    assert info["capabilities"] == {"style_image": False, "seed": True, "dontcare": False, "region_noise": True}
+    schema = oasis_client.get("/api/openapi.json").json()["paths"]["/api/synthesize"]["post"]["requestBody"]
+    fields = schema["content"]["multipart/form-data"]["schema"]["properties"]
+    assert {"region_class", "region_seed"} <= set(fields)
+
+
+def test_region_variation_changes_mostly_that_class(oasis_client):
+    ids = scene()
+    labels = png(ids)
+    plain = synth(oasis_client, labels, seed=1)
+    assert plain.status_code == 200 and "x-region-seed" not in plain.headers
+    base = decode(plain.content).astype(float)
+    assert base.std() > 10 and ((base == 0) | (base == 255)).mean() < 0.2, "random model output is flat or saturated"
+    r = region_synth(oasis_client, labels, seed=1, region_class=2, region_seed=77)
+    assert r.status_code == 200, r.text
+    assert (r.headers["x-seed"], r.headers["x-region-class"], r.headers["x-region-seed"]) == ("1", "2", "77")
+    change = np.abs(decode(r.content).astype(float) - base).mean(-1)
+    full = np.abs(decode(synth(oasis_client, labels, seed=2).content).astype(float) - base).mean(-1)
+    water = ids == 2
+    assert change[water].mean() > 5, "the region did not change"
+    # The water pixels change more than the rest, and the rest far less than under a new image seed
+    # (a random-weight generator mixes the noise over a wide field, so the rest does move a little).
+    assert change[water].mean() > 1.4 * change[~water].mean(), (change[water].mean(), change[~water].mean())
+    assert change[~water].mean() < 0.4 * full[~water].mean(), (change[~water].mean(), full[~water].mean())
+
+    # The same seeds give the same bytes; another region seed another region.
+    assert region_synth(oasis_client, labels, seed=1, region_class=2, region_seed=77).content == r.content
+    other = decode(region_synth(oasis_client, labels, seed=1, region_class=2, region_seed=78).content).astype(float)
+    assert np.abs(other - decode(r.content))[water].mean() > 5
+    # Colour-coded labels pick the same pixels.
+    coloured = png(np.array(COLORS, np.uint8)[ids])
+    assert region_synth(oasis_client, coloured, seed=1, region_class=2, region_seed=77).content == r.content
+
+
+def test_region_seed_omitted_gets_a_fresh_one(oasis_client):
+    labels = png(scene())
+    first = region_synth(oasis_client, labels, seed=None, region_class=3)
+    assert first.status_code == 200, first.text
+    seed, region_seed = int(first.headers["x-seed"]), int(first.headers["x-region-seed"])
+    again = region_synth(oasis_client, labels, seed=seed, region_class=3, region_seed=region_seed)
+    assert again.content == first.content
+
+
+def _without_tree() -> np.ndarray:
+    ids = scene()
+    ids[ids == 3] = 1
+    return ids
+
+
+@pytest.mark.parametrize(
+    "labels, data, status, field, words",
+    [
+        (scene(), {"region_class": "water"}, 400, "region_class", "not an integer"),
+        (scene(), {"region_class": "4"}, 422, "region_class", "not known to this model (ids 0..3)"),
+        (scene(), {"region_class": "-1"}, 422, "region_class", "not known"),
+        (_without_tree(), {"region_class": "3"}, 422, "region_class", "class 3 (tree) has no pixels"),
+        (scene(), {"region_seed": "5"}, 400, "region_seed", "send region_class too"),
+        (scene(), {"region_class": "2", "region_seed": "-1"}, 400, "region_seed", "0.."),
+        (scene(), {"region_class": "2", "region_seed": "x"}, 400, "region_seed", "not an integer"),
+        (scene(), {"region_class": "2", "seed": "1.5"}, 400, "seed", "not an integer"),
+    ],
+    ids=["class-text", "class-too-big", "class-negative", "class-absent", "seed-without-class", "seed-negative",
+         "seed-text", "image-seed-text"],
+)
+def test_bad_region_fields_get_4xx_naming_the_field(oasis_client, labels, data, status, field, words):
+    r = oasis_client.post("/api/synthesize", files={"labels": ("labels.png", png(labels), "image/png")}, data=data)
+    assert r.status_code == status, r.text
+    assert r.json()["field"] == field and words in r.json()["error"], r.json()
+
+
+def test_region_class_sent_as_a_file_is_refused(oasis_client):
+    files = {"labels": ("labels.png", png(scene()), "image/png"), "region_class": ("c.txt", b"2", "text/plain")}
+    r = oasis_client.post("/api/synthesize", files=files)
+    assert r.status_code == 400 and r.json()["field"] == "region_class" and "not a file" in r.json()["error"]
+
+
+@pytest.mark.parametrize("data, field", [({"region_class": "2", "region_seed": "3"}, "region_class"), ({"region_seed": "3"}, "region_seed")])
+def test_spade_models_refuse_region_fields_with_a_clear_message(client, data, field):
+    r = client.post("/api/synthesize", files={"labels": ("labels.png", png(scene()), "image/png")}, data={"seed": "1", **data})
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == field and "cannot resample one region" in r.json()["error"]
+    assert "region_noise" in r.json()["error"]

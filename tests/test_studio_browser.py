@@ -1,4 +1,5 @@
-"""End to end: the studio page in real headless Chromium, painting with mouse and touch.
+"""End to end: the studio page in real headless Chromium, painting with mouse and touch, and the
+per-region variation of an OASIS model (whose noise may differ per pixel).
 
 Skipped only where Chromium (``/usr/bin/chromium``, Debian's ``chromium`` package) or Playwright is
 not installed.
@@ -6,9 +7,13 @@ not installed.
 
 from __future__ import annotations
 
+import base64
 import io
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
+
+import httpx
 
 import numpy as np
 import pytest
@@ -17,11 +22,13 @@ from PIL import Image
 from spadekit.inference import Pipeline
 from spadekit.studio import background_server, create_app
 from spadekit.studio.server import CHROMIUM_ARGS
+from studio_models import make_oasis_model
 
 from helpers import lively_model
 
 CHROMIUM = Path("/usr/bin/chromium")
 COLORS = [[110, 170, 240], [60, 170, 60], [30, 80, 200], [20, 100, 30]]
+NAMES = ["sky", "grass", "water", "tree"]
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists() and shutil.which("chromium") is None,
@@ -33,7 +40,7 @@ pytestmark = pytest.mark.skipif(
 def model_dir(tmp_path_factory) -> Path:
     # Images that follow the labels (tests/helpers.py): painting must visibly change the result.
     model = lively_model("custom", {"label_nc": 4, "ngf": 4, "ndf": 4, "width": 64, "use_vae": True, "norm_G": "instance"})
-    model.config.data.class_names = ["sky", "grass", "water", "tree"]
+    model.config.data.class_names = NAMES
     model.config.data.colors = COLORS
     return model.save(tmp_path_factory.mktemp("studio-e2e") / "model")
 
@@ -45,8 +52,16 @@ def studio_url(model_dir):
         yield url
 
 
-@pytest.fixture
-def page(studio_url):
+@pytest.fixture(scope="module")
+def oasis_url(tmp_path_factory):
+    model_dir = make_oasis_model(tmp_path_factory.mktemp("studio-e2e-oasis") / "model", NAMES, COLORS)
+    app = create_app(Pipeline.from_pretrained(model_dir), model_name="tiny OASIS model")
+    with background_server(app) as url:
+        yield url
+
+
+@contextmanager
+def open_page(url: str):
     sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
     executable = CHROMIUM if CHROMIUM.exists() else Path(shutil.which("chromium"))
     with sync_api.sync_playwright() as pw:
@@ -59,9 +74,21 @@ def page(studio_url):
         page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
         page.on("requestfailed", lambda req: problems.append(f"request failed: {req.url}"))
         page.problems = problems
-        page.goto(studio_url)
+        page.goto(url)
         yield page
         browser.close()
+
+
+@pytest.fixture
+def page(studio_url):
+    with open_page(studio_url) as page:
+        yield page
+
+
+@pytest.fixture
+def oasis_page(oasis_url):
+    with open_page(oasis_url) as page:
+        yield page
 
 
 def wait_settled(page, results_at_least: int) -> None:
@@ -92,6 +119,8 @@ def test_paint_and_watch_the_result_change(page, model_dir, tmp_path):
     wait_settled(page, 1)
     assert page.evaluate(f"{studio}.size") == [64, 64]
     assert page.locator("#classes li").count() == 4
+    # A VAE's latent is one vector per image: no per-region variation on offer.
+    assert page.is_visible("#variation") and not page.is_visible("#region-variation")
     before_counts = page.evaluate(f"{studio}.classCounts()")
     before = result_pixels(page)
     labels_before, (_, image_before) = page_labels(page), shown_result(page)
@@ -194,3 +223,93 @@ def test_examples_style_and_bad_upload(page, tmp_path):
     page.wait_for_function(f"{studio}.classCounts()['2'] === 64 * 32", timeout=10_000)
     assert page.evaluate(f"{studio}.classCounts()") == {"0": 64 * 32, "2": 64 * 32}
     assert [p for p in page.problems if "400" not in p and "422" not in p] == []
+
+
+def result_png(page) -> bytes:
+    """The exact PNG bytes the page received for the image it shows."""
+    return base64.b64decode(page.evaluate("window.spadekitStudio.resultBase64()"))
+
+
+def test_new_variation_for_one_region(oasis_page, oasis_url, tmp_path):
+    page, studio = oasis_page, "window.spadekitStudio"
+    wait_settled(page, 1)
+    assert page.is_visible("#region-variation") and not page.is_visible("#region-reset")
+    # A known scene: sky, grass, a pond of water (class 2) bottom left, a tree.
+    ids = np.zeros((64, 64), np.uint8)
+    ids[32:] = 1
+    ids[48:, :32] = 2
+    ids[16:32, 40:48] = 3
+    upload = tmp_path / "scene.png"
+    Image.fromarray(ids).save(upload)
+    results = page.evaluate(f"{studio}.results")
+    page.set_input_files("#upload-labels", str(upload))
+    wait_settled(page, results + 1)
+    assert np.array_equal(np.array(page.evaluate(f"{studio}.ids()")).reshape(64, 64), ids)
+    seed = page.evaluate(f"{studio}.seed")
+    before = result_png(page)
+
+    page.click("#classes li[data-id='2']")
+    results = page.evaluate(f"{studio}.results")
+    page.click("#region-variation")
+    wait_settled(page, results + 1)
+    region = page.evaluate(f"{studio}.region")
+    assert region["cls"] == 2 and page.evaluate(f"{studio}.seed") == seed, "the image seed must stay"
+    assert page.is_visible("#region-reset") and "water" in page.inner_text("#region-info")
+    after = result_png(page)
+
+    with httpx.Client(base_url=oasis_url, timeout=60) as client:
+        def synth(**fields) -> bytes:
+            buffer = io.BytesIO()
+            Image.fromarray(ids).save(buffer, format="PNG")
+            r = client.post("/api/synthesize", files={"labels": ("l.png", buffer.getvalue(), "image/png")},
+                            data={k: str(v) for k, v in fields.items()})
+            assert r.status_code == 200, r.text
+            return r.content
+
+        # What the page shows is exactly what its seeds give through the API.
+        assert synth(seed=seed) == before
+        assert synth(seed=seed, region_class=2, region_seed=region["seed"]) == after
+        reseeded = np.asarray(Image.open(io.BytesIO(synth(seed=seed + 1))), float)
+    base = np.asarray(Image.open(io.BytesIO(before)), float)
+    assert base.std() > 10, "random model output is flat"
+    change = np.abs(np.asarray(Image.open(io.BytesIO(after)), float) - base).mean(-1)
+    full = np.abs(reseeded - base).mean(-1)
+    water = ids == 2
+    assert change[water].mean() > 5
+    assert change[water].mean() > 1.4 * change[~water].mean()
+    assert change[~water].mean() < 0.4 * full[~water].mean()
+
+    # Painting elsewhere keeps the region's own seed.
+    page.click("#classes li[data-id='3']")
+    box = page.locator("#labels").bounding_box()
+    results = page.evaluate(f"{studio}.results")
+    page.mouse.click(box["x"] + box["width"] * 0.15, box["y"] + box["height"] * 0.15)
+    wait_settled(page, results + 1)
+    painted = np.array(page.evaluate(f"{studio}.ids()"), np.uint8).reshape(64, 64)
+    assert (painted == 3).sum() > (ids == 3).sum() and np.array_equal(painted == 2, water)
+    with httpx.Client(base_url=oasis_url, timeout=60) as client:
+        buffer = io.BytesIO()
+        Image.fromarray(painted).save(buffer, format="PNG")
+        data = {"seed": str(seed), "region_class": "2", "region_seed": str(region["seed"])}
+        r = client.post("/api/synthesize", files={"labels": ("l.png", buffer.getvalue(), "image/png")}, data=data)
+    assert r.content == result_png(page)
+
+    # The reset button gives the plain image back.
+    results = page.evaluate(f"{studio}.results")
+    page.keyboard.press("Control+z")
+    wait_settled(page, results + 1)
+    results = page.evaluate(f"{studio}.results")
+    page.click("#region-reset")
+    wait_settled(page, results + 1)
+    assert page.evaluate(f"{studio}.region") is None and result_png(page) == before
+    # A class with no pixels on the canvas: a message, no request with a region.
+    page.click("#classes li[data-id='0']")
+    page.click("button[data-tool='fill']")
+    results = page.evaluate(f"{studio}.results")
+    page.mouse.click(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.9)  # water → sky
+    wait_settled(page, results + 1)
+    page.click("#classes li[data-id='2']")
+    page.click("#region-variation")
+    page.wait_for_function("document.getElementById('status').textContent.includes('Paint some water first')", timeout=10_000)
+    assert page.evaluate(f"{studio}.region") is None
+    assert page.evaluate(f"{studio}.errors") == 0 and page.problems == []

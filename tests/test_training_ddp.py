@@ -6,6 +6,13 @@ The check is on the gradients of one step (``tests/grad_probe.py``), which are a
 the optimiser sees them: they must equal the one-process gradients up to float summation order
 (relative 1e-5). Comparing weights after an Adam step instead hides a factor 2 (Adam divides it
 out); a gradient summed instead of averaged over the processes fails here by 100%.
+
+OASIS computes its class-balancing weights and LabelMix mask on the batch it sees and draws its noise
+per process: under DDP, per rank, as the official code does per GPU (DataParallel computes the losses
+on each device's chunk and averages them). Its equality check (identical first-step losses, nearly
+every weight within half a learning rate after Adam steps, per-process batch norm failing the same
+check) therefore runs with noise, LabelMix and balancing off; its full recipe is checked to train
+under torchrun too.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from pathlib import Path
 import torch
 
 from grad_probe import relative_errors, step_gradients
+from spadekit.methods import get_method
 from spadekit.training.checkpoint import load_checkpoint
 
 PROBE = Path(__file__).with_name("grad_probe.py")
@@ -38,6 +46,30 @@ TINY = [
     "train.log_every=1",
     "loss.lambda_vgg=0",
 ]
+LR = {"generator": 0.5e-5, "discriminator": 2e-5}  # TTUR: lr / 2 and lr * 2
+STEPS = 3
+
+
+def train_args(run: Path, *extra: str, preset: str = "toy", tiny: list[str] = TINY) -> list[str]:
+    args = ["spadekit.cli", "train", "--preset", preset, "--out", str(run), "--steps", str(STEPS)]
+    args += ["--checkpoint-every", str(STEPS), "--no-vgg", "--no-progress", "--no-tensorboard", "--device", "cpu"]
+    for override in tiny + list(extra):
+        args += ["--set", override]
+    return args
+
+
+def disagreement(one: dict, two: dict, part: str, lr: dict[str, float] = LR) -> float:
+    """Fraction of the weights of ``part`` that differ by more than half its learning rate."""
+    far = total = 0
+    for key, value in one[part].items():
+        if value.dtype.is_floating_point and not key.endswith(("_u", "_v", "running_mean", "running_var")):
+            far += int(((two[part][key] - value).abs() > lr[part] / 2).sum())
+            total += value.numel()
+    return far / total
+
+
+def losses(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def run(args: list[str]) -> subprocess.CompletedProcess:
@@ -94,3 +126,54 @@ def test_only_rank_zero_writes(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [1, 2]
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-00000002.pt"]
+
+
+# OASIS's toy preset shrunk (its tiny overrides), global batch 4, sync batch norm; lr_G / lr_D as LR.
+OASIS_TINY = [
+    *get_method("oasis").tiny_overrides,
+    "model.ngf=4",
+    "model.norm_G=syncbatch",
+    "data.toy_scenes=12",
+    "train.batch_size=4",
+    "train.log_every=1",
+    "train.lr_G=0.5e-5",
+    "train.lr_D=2e-5",
+    "train.ema_decay=0",
+]
+DETERMINISTIC = ["oasis.noise_3d=false", "oasis.labelmix=false", "oasis.class_balancing=false"]
+
+
+def test_oasis_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path: Path) -> None:
+    single, double, unsynced, full = (tmp_path / name for name in ("single", "double", "unsynced", "full"))
+    oasis = {"preset": "oasis-toy", "tiny": OASIS_TINY}
+    run([sys.executable, "-m", *train_args(single, *DETERMINISTIC, **oasis)])
+    assert "x 2 process(es)" in torchrun("-m", *train_args(double, *DETERMINISTIC, **oasis)).stdout
+    torchrun("-m", *train_args(unsynced, *DETERMINISTIC, "model.norm_G=batch", **oasis))
+
+    one = load_checkpoint(single / "checkpoints" / f"step-{STEPS:08d}.pt")
+    two = load_checkpoint(double / "checkpoints" / f"step-{STEPS:08d}.pt")
+    bad = load_checkpoint(unsynced / "checkpoints" / f"step-{STEPS:08d}.pt")
+    assert two["world_size"] == 2 and len(two["rng"]) == 2
+    first_one, first_two = losses(single)[0], losses(double)[0]
+    for name in ("G_adv", "D_fake", "D_real"):
+        assert abs(first_one[name] - first_two[name]) <= 1e-6 + 1e-5 * abs(first_one[name]), name
+    for part in ("generator", "discriminator"):
+        assert disagreement(one, two, part) < 0.1, part
+    # The discriminator has no batch norm, so only the generator tells per-process statistics apart.
+    assert disagreement(one, bad, "generator") > 0.2, "the check cannot tell per-process batch norm apart"
+    # The batch-norm running statistics cover the global batch too (the first layer's input barely
+    # varies, so only deeper ones tell the per-process statistics apart).
+    keys = [k for k in one["generator"] if k.endswith("running_var")]
+    assert keys and all(torch.allclose(two["generator"][k], one["generator"][k], rtol=1e-3, atol=1e-6) for k in keys)
+    assert not all(torch.allclose(bad["generator"][k], one["generator"][k], rtol=1e-3, atol=1e-6) for k in keys)
+
+    # The full recipe (3D noise, LabelMix, class balancing, EMA with its batch-norm refresh) under torchrun.
+    torchrun("-m", *train_args(full, "train.ema_decay=0.999", "train.ema_refresh_batches=2", **oasis))
+    state = load_checkpoint(full / "checkpoints" / f"step-{STEPS:08d}.pt")
+    records = losses(full)
+    assert [r["step"] for r in records] == list(range(1, STEPS + 1))
+    assert all(torch.isfinite(torch.tensor(r[name])) for r in records for name in ("G_adv", "D_fake", "D_real", "D_labelmix"))
+    assert state["world_size"] == 2 and state.get("ema") is not None
+    # Each rank draws its own noise and masks: the two random streams differ.
+    assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])
+    assert (full / "model" / "generator.safetensors").is_file()

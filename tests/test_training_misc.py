@@ -312,3 +312,25 @@ def test_dataloader_workers_do_not_change_the_result(tmp_path: Path) -> None:
         trainer.fit()
         states.append(trainer.G.state_dict())
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_local_batchnorm_updates_the_sync_layers_own_statistics() -> None:
+    # Rank 0 refreshes the EMA generator's statistics alone: its sync layers must then act like plain
+    # batch norm (no collective the other ranks would never join) and keep what they gather.
+    from spadekit.training.distributed import GlobalBatchNorm2d, convert_sync_batchnorm, local_batchnorm
+
+    torch.manual_seed(0)
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4), torch.nn.Sequential(torch.nn.BatchNorm2d(4, affine=False)))
+    synced = convert_sync_batchnorm(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4),
+                                                        torch.nn.Sequential(torch.nn.BatchNorm2d(4, affine=False))), torch.device("cpu"))
+    synced.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 5, 5) * 3 + 1
+    with local_batchnorm(synced.train()):
+        assert not any(isinstance(m, GlobalBatchNorm2d) for m in synced.modules())
+        out = synced(x)
+    assert isinstance(synced[1], GlobalBatchNorm2d) and isinstance(synced[2][0], GlobalBatchNorm2d)
+    assert torch.allclose(out, plain.train()(x))
+    state = synced.state_dict()
+    assert not torch.equal(state["1.running_mean"], torch.zeros(4)), "the statistics did not reach the sync layer"
+    for key, value in plain.state_dict().items():
+        assert torch.equal(state[key], value), key

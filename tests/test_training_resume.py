@@ -1,6 +1,7 @@
 """A run killed with SIGKILL (mid-step, and inside a checkpoint write) resumes with ``--resume auto``
 and ends with exactly the state of an uninterrupted run: weights, EMA weights, optimiser and
-gradient-scaler state, and the torch, NumPy and Python random streams.
+gradient-scaler state, and the torch, NumPy and Python random streams; for every registered method,
+trained on its toy preset shrunk by its tiny overrides.
 
 Bit-exact equality needs the same number of threads in both runs (multi-threaded CPU kernels sum in
 an order that depends on it), so every run here uses one thread.
@@ -22,33 +23,39 @@ import pytest
 import torch
 
 from spadekit.config import load_config
+from spadekit.methods import list_methods
 from spadekit.training.checkpoint import SLOW_SAVE_ENV, checkpoint_path, load_checkpoint
 from spadekit.training.setup import build_trainer
 from spadekit.training.trainer import Trainer
 
-# VAE on: the latent z is sampled from torch's RNG, so this also proves the RNG is restored.
+# Options that make a method draw from torch's RNG during training, so that resuming also proves the
+# RNG is restored (SPADE's VAE samples z; OASIS draws its 3D noise and LabelMix masks anyway), and
+# keep an EMA generator, so that its state is compared too.
+RANDOM_STEPS = {"spade": ["model.use_vae=true"]}
+EMA = ["train.ema_decay=0.9"]
+METHODS = sorted(name for name, method in list_methods().items() if method.toy_preset)
+# The in-process variants below: SPADE's toy preset, tiny.
 TINY = [
     "model.ngf=8",
     "model.ndf=8",
     "model.width=32",
     "model.spade_hidden=16",
-    "model.use_vae=true",
     "data.crop_size=32",
     "data.load_size=40",
     "data.toy_scenes=10",
     "train.batch_size=2",
     "train.log_every=1",
     "train.image_every=3",
-    "train.ema_decay=0.9",
 ]
 STEPS = 8
 
 
-def command(run: Path) -> list[str]:
-    args = [sys.executable, "-m", "spadekit.cli", "train", "--preset", "toy", "--out", str(run)]
+def command(run: Path, name: str) -> list[str]:
+    method = list_methods()[name]
+    args = [sys.executable, "-m", "spadekit.cli", "train", "--preset", method.toy_preset, "--out", str(run)]
     args += ["--steps", str(STEPS), "--checkpoint-every", "2", "--resume", "auto", "--no-vgg"]
     args += ["--no-progress", "--no-tensorboard", "--device", "cpu"]
-    for override in TINY:
+    for override in [*method.tiny_overrides, *RANDOM_STEPS.get(name, []), *EMA, "train.log_every=1", "train.image_every=3"]:
         args += ["--set", override]
     return args
 
@@ -91,15 +98,16 @@ def kill(process: subprocess.Popen) -> None:
     process.wait(timeout=30)
 
 
-def test_sigkill_anywhere_then_resume_gives_identical_weights(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", METHODS)
+def test_sigkill_anywhere_then_resume_gives_identical_weights(tmp_path: Path, name: str) -> None:
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
-    done = subprocess.run(command(reference), env=environment(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command(reference, name), env=environment(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
 
     # 1. Killed while writing the step-4 checkpoint (the write pauses there on request).
     ckpts = interrupted / "checkpoints"
     process = subprocess.Popen(
-        command(interrupted), env=environment(**{SLOW_SAVE_ENV: "4=60"}), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        command(interrupted, name), env=environment(**{SLOW_SAVE_ENV: "4=60"}), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     wait_for(lambda: any(ckpts.glob(".step-00000004.pt.*.tmp")), process)
     time.sleep(0.3)
@@ -108,12 +116,12 @@ def test_sigkill_anywhere_then_resume_gives_identical_weights(tmp_path: Path) ->
     assert any(ckpts.glob(".step-*.tmp")), "the half-written checkpoint should still be lying there"
 
     # 2. Resumed from step 2, then killed in the middle of training right after the step-6 checkpoint.
-    process = subprocess.Popen(command(interrupted), env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command(interrupted, name), env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: (ckpts / "step-00000006.pt").exists(), process)
     kill(process)
 
     # 3. Resumed again to the end.
-    done = subprocess.run(command(interrupted), env=environment(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command(interrupted, name), env=environment(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "resumed from" in done.stdout and "step-00000006.pt" in done.stdout, done.stdout
     assert not any(ckpts.glob(".step-*.tmp")), "stale temporary files are cleaned up on resume"
@@ -121,6 +129,7 @@ def test_sigkill_anywhere_then_resume_gives_identical_weights(tmp_path: Path) ->
     ours = load_checkpoint(ckpts / f"step-{STEPS:08d}.pt")
     theirs = load_checkpoint(reference / "checkpoints" / f"step-{STEPS:08d}.pt")
     assert ours["step"] == theirs["step"] == STEPS
+    assert "generator" in theirs["parts"] and "discriminator" in theirs["parts"] and theirs.get("ema") is not None
     assert_same_state(ours, theirs)
 
     # Each step was logged exactly once although steps 3..6 and 7 ran twice.

@@ -13,6 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "presets and parity status; the registered generators, discriminators and encoders; the official "
         "checkpoint formats `spadekit convert` reads; and the shipped presets by method.",
     )
+    parser.add_argument("--markdown", action="store_true", help="print the methods as a Markdown table (the README's)")
     parser.set_defaults(handler=run)
 
 
@@ -26,11 +27,33 @@ def presets_by_method() -> dict[str, list[str]]:
     return grouped
 
 
+def methods_markdown() -> str:
+    """The registered methods as a Markdown table: name, what it does, paper, presets, needs, parity."""
+    from spadekit.methods import list_methods
+
+    presets = presets_by_method()
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    rows = ["| method | what it does | paper | presets | needs | parity |", "|---|---|---|---|---|---|"]
+    for name, method in list_methods().items():
+        shipped = ", ".join(f"`{p}`" for p in presets.get(name, [])) or "—"
+        rows.append(
+            f"| **{cell(method.title)}** (`{name}`) | {cell(method.summary)} | {cell(method.paper)} | {shipped} | "
+            f"{cell(method.needs)} | {cell(method.parity)} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
 def run(args: argparse.Namespace) -> int:
     from spadekit.conversion import formats
     from spadekit.methods import list_methods
     from spadekit.models.registry import available
 
+    if args.markdown:
+        print(methods_markdown(), end="")
+        return 0
     presets = presets_by_method()
     print("methods:")
     for name, method in list_methods().items():

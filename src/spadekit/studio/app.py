@@ -6,7 +6,10 @@ Routes (all answers to bad input are 4xx JSON ``{"error": "...", "field": "..."}
 - ``GET /api/model``: classes, display palette, output size, capabilities, limits, examples.
 - ``POST /api/synthesize``: multipart ``labels`` (label-map PNG: ids or palette colours), optional
   ``style`` (an image; models with a style encoder), optional ``seed`` (integer) → PNG. The
-  ``X-Seed`` response header gives the seed used (a fresh one when none was sent).
+  ``X-Seed`` response header gives the seed used (a fresh one when none was sent). Models whose
+  latent may differ per pixel (capability ``region_noise``) also take ``region_class`` (a class id:
+  its pixels get the latent of ``region_seed``, the rest keeps ``seed``'s) and ``region_seed``
+  (a fresh one when omitted; ``X-Region-Seed`` gives it).
 - ``POST /api/labels``: multipart ``labels`` (+ ``format`` = ``colors`` or ``ids``) → the label map
   decoded, validated and resized to the model's size, as a colour-coded or id PNG.
 - ``GET /api/examples`` and ``GET /api/examples/{index}.png``: example label maps to start from.
@@ -48,6 +51,7 @@ from spadekit.studio.uploads import (
     StudioLimits,
     UploadError,
     label_png,
+    parse_class,
     parse_seed,
     read_label_image,
     read_style_image,
@@ -176,6 +180,17 @@ SYNTHESIZE_FORM = {
                "description": f"label map ({'/'.join(LABEL_FORMATS)}; not JPEG/WebP): class ids or palette colours"},
     "style": {"type": "string", "format": "binary", "description": "style image (models with a style encoder)"},
     "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED, "description": "latent seed; omitted: a fresh one (X-Seed header)"},
+    "region_class": {
+        "type": "integer",
+        "minimum": 0,
+        "description": "models with capability region_noise: the class whose pixels get the latent of region_seed",
+    },
+    "region_seed": {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": MAX_SEED,
+        "description": "latent seed inside region_class; omitted: a fresh one (X-Region-Seed header)",
+    },
 }
 LABELS_FORM = {
     "labels": SYNTHESIZE_FORM["labels"],
@@ -231,6 +246,9 @@ def create_app(
     own_palette = Palette(tuple(class_names), colors, dontcare_color) if dontcare_color and palette.dontcare is None else None
     has_encoder = bool(pipeline.has_encoder)
     multimodal = bool(pipeline.uses_latent)
+    # Per-region resampling follows from the generator (a latent that may differ per pixel), never
+    # from the method's name.
+    region_noise = bool(getattr(pipeline, "spatial_latent", False))
     if examples is None:
         examples = make_examples(class_names, (width, height))
 
@@ -241,7 +259,7 @@ def create_app(
 
     app = FastAPI(
         title="spadekit studio",
-        description="Paint a label map and turn it into a photo with a SPADE model.",
+        description="Paint a label map and turn it into a photo with a SPADE-family model.",
         lifespan=lifespan,
         docs_url=None,  # FastAPI's interactive docs load their scripts from a CDN; the schema is enough
         redoc_url=None,
@@ -284,6 +302,7 @@ def create_app(
             "style_image": has_encoder,
             "seed": multimodal,
             "dontcare": allow_dontcare,
+            "region_noise": region_noise,
         },
         "dontcare_color": [int(c) for c in dontcare_color] if dontcare_color is not None else None,
         "limits": limits.to_json(),
@@ -293,7 +312,8 @@ def create_app(
     @app.get("/api/model")
     async def get_model() -> dict:
         """Classes (index = id), their display colours, the output size (width, height) and what the
-        model can do: ``style_image`` (has a style encoder), ``seed`` (outputs vary with the seed)."""
+        model can do: ``style_image`` (has a style encoder), ``seed`` (outputs vary with the seed),
+        ``region_noise`` (one class's pixels can be resampled with ``region_class``/``region_seed``)."""
         return model_info
 
     @app.get("/api/status")
@@ -328,6 +348,24 @@ def create_app(
             raise upload_error(type(exc)(f"{exc}{hint}"), "labels") from None
         return resize_ids(ids, (width, height))
 
+    def region_fields(values: dict[str, Any]) -> tuple[int | None, int | None]:
+        """``region_class`` / ``region_seed`` checked against the model: (None, None) when unused."""
+        sent = [name for name in ("region_class", "region_seed") if str(values.get(name) or "").strip()]
+        if not sent:
+            return None, None
+        if not region_noise:
+            raise UploadError(
+                422,
+                f"{sent[0]}: this model cannot resample one region (its latent is one vector per image, or it has "
+                "none; GET /api/model shows capabilities.region_noise)",
+                sent[0],
+            )
+        region_class = parse_class(values.get("region_class"), class_names, "region_class")
+        region_seed = parse_seed(values.get("region_seed"), "region_seed")
+        if region_class is None:
+            raise UploadError(400, "region_seed: send region_class too (the class whose pixels get the new latent)", "region_seed")
+        return region_class, region_seed
+
     @app.post("/api/labels", openapi_extra=_form_schema(LABELS_FORM), responses=PNG_RESPONSE)
     async def convert_labels(request: Request) -> Response:
         """Validate an uploaded label map and return it at the model's size, colour-coded
@@ -343,23 +381,34 @@ def create_app(
 
     @app.post("/api/synthesize", openapi_extra=_form_schema(SYNTHESIZE_FORM), responses=PNG_RESPONSE)
     async def synthesize(request: Request) -> Response:
-        """multipart ``labels`` (+ ``style``, ``seed``) → PNG of the model's size."""
-        values = await _read_form(request, ("labels", "style", "seed"))
+        """multipart ``labels`` (+ ``style``, ``seed``, ``region_class``, ``region_seed``) → PNG of the
+        model's size."""
+        values = await _read_form(request, ("labels", "style", "seed", "region_class", "region_seed"))
         label_data = _file_field(values, "labels", required=True)
         style_data = _file_field(values, "style", required=False)
-        if isinstance(values.get("seed"), bytes):
-            raise UploadError(400, "seed: must be a text field holding an integer, not a file", "seed")
+        for name in ("seed", "region_class", "region_seed"):
+            if isinstance(values.get(name), bytes):
+                raise UploadError(400, f"{name}: must be a text field holding an integer, not a file", name)
         seed = parse_seed(values.get("seed"))
+        region_class, region_seed = region_fields(values)
         if style_data is not None and not has_encoder:
             raise UploadError(422, "style: this model has no style encoder; send a seed instead", "style")
         ids = await anyio.to_thread.run_sync(decode_labels, label_data)
         style = await anyio.to_thread.run_sync(partial(read_style_image, style_data, limits)) if style_data else None
+        region = None
+        if region_class is not None:
+            region = (ids == region_class).to(torch.uint8)
+            if not bool(region.any()):
+                name = class_names[region_class]
+                raise UploadError(422, f"region_class: class {region_class} ({name}) has no pixels in this label map", "region_class")
+            if region_seed is None:
+                region_seed = secrets.randbelow(2**31)
         if seed is None:
             seed = secrets.randbelow(2**31)
 
         def job():
             start = time.perf_counter()
-            images = pipeline(ids, style=style, seed=seed, num_samples=1, output="pil")
+            images = pipeline(ids, style=style, seed=seed, num_samples=1, output="pil", region=region, region_seed=region_seed)
             return images[0], time.perf_counter() - start
 
         try:
@@ -373,6 +422,8 @@ def create_app(
             return _error(500, f"synthesis failed: {type(exc).__name__}: {exc}")
         png = await anyio.to_thread.run_sync(_png, image)
         headers = {"X-Seed": str(seed), "X-Synthesis-Ms": f"{1000 * seconds:.1f}", "Cache-Control": "no-store"}
+        if region is not None:
+            headers.update({"X-Region-Class": str(region_class), "X-Region-Seed": str(region_seed)})
         return Response(png, media_type="image/png", headers=headers)
 
     return app

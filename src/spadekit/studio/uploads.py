@@ -104,6 +104,19 @@ def parse_seed(value: str | None, field: str = "seed") -> int | None:
         raise UploadError(400, str(exc), field) from None
 
 
+def parse_class(value: str | None, class_names: list[str], field: str) -> int | None:
+    """A class-id form field: empty → None, else an integer id the model knows."""
+    if value is None or str(value).strip() == "":
+        return None
+    try:
+        cls = int(str(value).strip())
+    except ValueError:
+        raise UploadError(400, f"{field}: {str(value)[:40]!r} is not an integer class id", field) from None
+    if not 0 <= cls < len(class_names):
+        raise UploadError(422, f"{field}: class {cls} is not known to this model (ids 0..{len(class_names) - 1})", field)
+    return cls
+
+
 def label_png(ids: np.ndarray, colors: np.ndarray | None, dontcare: tuple[int, int, int] | None = None) -> bytes:
     """Encode (H, W) ids as a PNG: colour-coded when ``colors`` ((K, 3) uint8) is given (don't-care
     255 gets ``dontcare``; ids without a colour become black), else 8-bit greyscale ids (16-bit when

@@ -153,6 +153,34 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module
     return _swap_batchnorm(module)
 
 
+@contextlib.contextmanager
+def local_batchnorm(module: nn.Module) -> Iterator[nn.Module]:
+    """Within the block, the sync batch norms of ``module`` use this process's batch alone.
+
+    For work one process does by itself, such as refreshing the EMA generator's statistics before
+    rank 0 saves it: a sync layer in train mode would call a collective the other processes never
+    join. Each sync layer is replaced by a plain :class:`~torch.nn.BatchNorm2d` sharing its
+    parameters and buffers (so the statistics it gathers land in the original), and put back after.
+    """
+    swapped: list[tuple[nn.Module, str, nn.Module]] = []
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, (nn.SyncBatchNorm, GlobalBatchNorm2d)):
+                local = nn.BatchNorm2d(child.num_features, child.eps, child.momentum, affine=False, track_running_stats=False)
+                local.affine, local.track_running_stats = child.affine, child.track_running_stats
+                local.weight, local.bias = child.weight, child.bias
+                for buffer in ("running_mean", "running_var", "num_batches_tracked"):
+                    local.register_buffer(buffer, getattr(child, buffer))
+                local.train(child.training)
+                setattr(parent, name, local)
+                swapped.append((parent, name, child))
+    try:
+        yield module
+    finally:
+        for parent, name, child in swapped:
+            setattr(parent, name, child)
+
+
 def _swap_batchnorm(module: nn.Module) -> nn.Module:
     if isinstance(module, nn.BatchNorm2d) and not isinstance(module, GlobalBatchNorm2d):
         swapped = GlobalBatchNorm2d(

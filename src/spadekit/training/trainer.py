@@ -32,6 +32,7 @@ from spadekit.training.distributed import (
     all_true,
     convert_sync_batchnorm,
     gather_objects,
+    local_batchnorm,
     no_sync,
     wrap_ddp,
 )
@@ -302,7 +303,8 @@ class Trainer:
             return
         generator = self.ema.module
         devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        # Rank 0 alone saves, so the refresh must not wait on the other processes (sync batch norm).
+        with torch.random.fork_rng(devices=devices), local_batchnorm(generator):
             torch.manual_seed(self.options.seed + self.step)
             order = torch.randperm(len(self.dataset)).tolist()  # type: ignore[arg-type]
             samples = SeededSamples(self.dataset, self.options.seed + self.step)

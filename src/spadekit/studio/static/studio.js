@@ -28,6 +28,7 @@
     undo: [],
     redo: [],
     seed: 1,
+    region: null,      // {cls, seed}: that class's pixels take the latent of their own seed
     style: null,       // File
     version: 0,        // bumped on every change of labels, seed or style
     shownVersion: -1,  // version of the result on screen
@@ -38,6 +39,7 @@
     errors: 0,
     resultBlob: null,
     resultSeed: null,
+    resultRegion: null,
   };
 
   const labelCanvas = $("labels");
@@ -300,6 +302,11 @@
       const form = new FormData();
       form.append("labels", await canvasBlob(), "labels.png");
       if (state.model.capabilities.seed) form.append("seed", String(state.seed));
+      // A region whose class is no longer painted is left out (it comes back when the class does).
+      if (state.region && state.model.capabilities.region_noise && state.ids.includes(state.region.cls)) {
+        form.append("region_class", String(state.region.cls));
+        form.append("region_seed", String(state.region.seed));
+      }
       if (state.style) form.append("style", state.style, state.style.name || "style.png");
       const started = performance.now();
       const response = await fetch("/api/synthesize", { method: "POST", body: form });
@@ -314,6 +321,8 @@
         state.resultUrl = url;
         state.resultBlob = blob;
         state.resultSeed = response.headers.get("X-Seed");
+        const regionSeed = response.headers.get("X-Region-Seed");
+        state.resultRegion = regionSeed ? `class${response.headers.get("X-Region-Class")}-region${regionSeed}` : null;
         state.shownVersion = version;
         state.results++;
         const ms = Math.round(performance.now() - started);
@@ -437,6 +446,25 @@
   function setSeed(seed) {
     state.seed = seed;
     $("seed").value = String(seed);
+    setRegion(null);  // a new image: no region keeps its own look
+    changed(0);
+  }
+
+  function setRegion(region) {
+    state.region = region;
+    $("region-reset").hidden = !region;
+    $("region-info").textContent = region
+      ? `${state.names[region.cls]}: region seed ${region.seed} (the rest: seed ${state.seed})`
+      : "Select a class, then draw a new look for its pixels only.";
+  }
+
+  function newRegionVariation() {
+    const cls = state.current;
+    if (!state.ids.includes(cls)) {
+      status(`Paint some ${state.names[cls]} first: the new variation applies to its pixels`, "warn");
+      return;
+    }
+    setRegion({ cls, seed: Math.floor(Math.random() * 2 ** 31) });
     changed(0);
   }
 
@@ -508,6 +536,8 @@
       if (Number.isFinite(seed) && seed >= 0) setSeed(seed); else e.target.value = String(state.seed);
     });
     $("variation").addEventListener("click", () => setSeed(Math.floor(Math.random() * 2 ** 31)));
+    $("region-variation").addEventListener("click", newRegionVariation);
+    $("region-reset").addEventListener("click", () => { setRegion(null); changed(0); });
     $("upload-style").addEventListener("change", (e) => {
       const file = e.target.files[0];
       e.target.value = "";
@@ -526,7 +556,9 @@
     });
 
     $("download-image").addEventListener("click", () => {
-      if (state.resultBlob) download(state.resultBlob, `spadekit-seed${state.resultSeed ?? state.seed}.png`);
+      if (!state.resultBlob) return;
+      const region = state.resultRegion ? `-${state.resultRegion}` : "";
+      download(state.resultBlob, `spadekit-seed${state.resultSeed ?? state.seed}${region}.png`);
     });
     $("download-labels").addEventListener("click", async () => download(await canvasBlob(), "labels.png"));
     $("download-ids").addEventListener("click", downloadIds);
@@ -586,6 +618,8 @@
     $("seed").disabled = !model.capabilities.seed;
     $("variation").disabled = !model.capabilities.seed;
     $("seed-note").hidden = !!model.capabilities.seed;
+    $("region-box").hidden = !model.capabilities.region_noise;
+    setRegion(null);
 
     const examples = $("examples");
     for (const ex of model.examples) examples.add(new Option(ex.name, ex.url));
@@ -611,6 +645,15 @@
     get seed() { return state.seed; },
     labels() { return Array.from(state.ids); },
     async resultPng() { return state.resultBlob ? Array.from(new Uint8Array(await state.resultBlob.arrayBuffer())) : null; },
+    get region() { return state.region ? { ...state.region } : null; },
+    ids() { return Array.from(state.ids); },
+    async resultBase64() {
+      if (!state.resultBlob) return null;
+      const bytes = new Uint8Array(await state.resultBlob.arrayBuffer());
+      let text = "";
+      for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+      return btoa(text);
+    },
     classCounts() {
       const counts = {};
       for (const id of state.ids) counts[id] = (counts[id] || 0) + 1;
