@@ -78,6 +78,9 @@ def add_palette_routes(app: FastAPI, palette: "PalettePipeline", worker: Synthes
         proportions = check_proportions_shape(values.get("proportions"))
         seed = json_seed(values.get("seed"))
         photo = json_flag(values.get("photo"), "photo", True)
+        if proportions is None and not palette.has_mixture:
+            raise UploadError(422, "proportions: missing, and this model has no fitted palette mixture to sample them from "
+                              "(give the share of each class)", "proportions")
         if proportions is not None:
             # The checker's verdict before the model queue: a bad palette costs no synthesis.
             try:
