@@ -13,7 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="open the painting studio (a local web page) for a model",
         description="Serve the studio: a web page where you paint a label map with the model's classes and see "
         "the synthesized photo update after every stroke, plus a JSON/PNG API (POST /api/synthesize, "
-        "GET /api/model). Everything is served locally; nothing is loaded from the internet.",
+        "GET /api/model). Models that synthesize from object boxes (BachGAN) add a boxes mode; models that make "
+        "layouts from class proportions (Semantic Palette) add a palette mode with a slider per class. Everything is served locally; nothing is loaded from the internet.",
     )
     parser.add_argument("--model", default="toy", help="release model directory or bundled model name (default: toy)")
     parser.add_argument(
@@ -42,8 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from spadekit.commands._options import pick_device
     from spadekit.errors import ConfigError
-    from spadekit.inference import Pipeline
-    from spadekit.studio import StudioLimits, create_app, serve
+    from spadekit.studio import StudioLimits, create_app, open_studio_model, serve
     from spadekit.studio.server import LOOPBACK_HOSTS
 
     if not 0 <= args.port <= 65535:
@@ -52,12 +52,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--max-upload-mb, --max-side and --max-queue must be positive")
     device = pick_device(args.device)
     _check_port_free(args.host, args.port)
-    pipeline = Pipeline.from_pretrained(args.model, device=device)
+    pipeline, palette = open_studio_model(args.model, device=device)
     limits = StudioLimits(
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_side=args.max_side, max_pixels=args.max_side**2,
         min_side=min(StudioLimits.min_side, args.max_side),
     )
-    app = create_app(pipeline, model_name=str(args.model), limits=limits, max_pending=args.max_queue)
+    app = create_app(pipeline, model_name=str(args.model), limits=limits, max_pending=args.max_queue, palette_pipeline=palette)
     if args.host not in LOOPBACK_HOSTS:
         print(f"warning: listening on {args.host}: anyone who can reach this machine can use the studio")
     shown = f"[{args.host}]" if ":" in args.host else args.host

@@ -15,6 +15,9 @@ Routes (all answers to bad input are 4xx JSON ``{"error": "...", "field": "..."}
 - ``GET /api/examples`` and ``GET /api/examples/{index}.png``: example label maps to start from.
 - ``GET /api/status``: the synthesis queue (pending, completed, mean job time).
 - ``GET /api/openapi.json``: the machine-readable API description.
+- Modes beyond painting, by the model's capabilities (``modes`` in ``GET /api/model``): ``POST
+  /api/boxes`` and ``GET /api/bank/{index}.png`` (:mod:`spadekit.studio.box_mode`), ``POST /api/palette``
+  (:mod:`spadekit.studio.palette_mode`).
 
 One model lives in memory. Its forward passes run one at a time on a dedicated thread
 (:class:`SynthesisWorker`), in arrival order; uploads are read and decoded on the event loop and a
@@ -46,7 +49,9 @@ from spadekit.data.inputs import LABEL_FORMATS, MAX_SEED
 from spadekit.data.label_maps import resize_ids
 from spadekit.data.palette import Palette, colors_to_ids
 from spadekit.errors import DataError, SpadekitError
+from spadekit.studio.box_mode import add_box_routes
 from spadekit.studio.examples import Example, make_examples
+from spadekit.studio.palette_mode import add_palette_routes
 from spadekit.studio.uploads import (
     StudioLimits,
     UploadError,
@@ -62,6 +67,7 @@ from spadekit.studio.worker import QueueFull, SynthesisWorker
 
 if TYPE_CHECKING:
     from spadekit.inference import Pipeline
+    from spadekit.methods.palette.pipeline import PalettePipeline
 
 log = logging.getLogger("spadekit.studio")
 
@@ -218,6 +224,7 @@ def create_app(
     limits: StudioLimits | None = None,
     max_pending: int = 256,
     examples: list[Example] | None = None,
+    palette_pipeline: "PalettePipeline | None" = None,
 ) -> FastAPI:
     """Build the studio app around one loaded pipeline.
 
@@ -227,6 +234,9 @@ def create_app(
         limits: upload size and pixel limits.
         max_pending: syntheses allowed to wait or run at once; more get 503 with ``Retry-After``.
         examples: example label maps; default :func:`make_examples` for the model's classes.
+        palette_pipeline: for a model that makes layouts from class proportions, its palette pipeline (whose
+            image stage ``pipeline`` is): adds the palette mode. :func:`~spadekit.studio.modes.open_studio_model`
+            loads both.
     """
     limits = limits or StudioLimits()
     worker = SynthesisWorker(max_pending=max_pending)
@@ -274,6 +284,10 @@ def create_app(
     async def _upload_error(_request: Request, exc: UploadError) -> JSONResponse:
         return JSONResponse(exc.to_json(), status_code=exc.status)
 
+    @app.exception_handler(QueueFull)
+    async def _busy(_request: Request, exc: QueueFull) -> JSONResponse:
+        return _error(503, f"busy: {exc}; retry shortly", headers={"Retry-After": "1"})
+
     @app.exception_handler(PayloadTooLarge)
     async def _too_large(_request: Request, exc: PayloadTooLarge) -> JSONResponse:
         return _error(413, str(exc), headers={"Connection": "close"})
@@ -313,7 +327,9 @@ def create_app(
     async def get_model() -> dict:
         """Classes (index = id), their display colours, the output size (width, height) and what the
         model can do: ``style_image`` (has a style encoder), ``seed`` (outputs vary with the seed),
-        ``region_noise`` (one class's pixels can be resampled with ``region_class``/``region_seed``)."""
+        ``region_noise`` (one class's pixels can be resampled with ``region_class``/``region_seed``);
+        ``modes``: the page's modes (``boxes``, ``palette``, ``layout``), the default first, and
+        ``mode_info``: per mode beyond ``layout``, what the page needs (box classes, palette classes)."""
         return model_info
 
     @app.get("/api/status")
@@ -426,4 +442,12 @@ def create_app(
             headers.update({"X-Region-Class": str(region_class), "X-Region-Seed": str(region_seed)})
         return Response(png, media_type="image/png", headers=headers)
 
+    # The page's modes follow what the model can do, the default first; painting always works.
+    mode_info: dict[str, dict] = {}
+    if getattr(pipeline, "takes_boxes", False):
+        mode_info["boxes"] = add_box_routes(app, pipeline, worker, colors, dontcare_color)
+    if palette_pipeline is not None:
+        mode_info["palette"] = add_palette_routes(app, palette_pipeline, worker, colors, dontcare_color)
+    model_info["modes"] = [*mode_info, "layout"]
+    model_info["mode_info"] = mode_info
     return app

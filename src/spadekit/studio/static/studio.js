@@ -40,6 +40,7 @@
     resultBlob: null,
     resultSeed: null,
     resultRegion: null,
+    paused: false,     // another mode (boxes.js) owns the result: painting sends nothing
   };
 
   const labelCanvas = $("labels");
@@ -293,7 +294,7 @@
   }
 
   async function synthesize() {
-    if (state.inFlight || !state.ids) return; // the running request re-sends when it ends
+    if (state.inFlight || !state.ids || state.paused) return; // the running request re-sends when it ends
     const version = state.version;
     state.inFlight = true;
     $("busy").hidden = false;
@@ -631,7 +632,29 @@
     else changed(0);
     state.undo.length = 0;
     updateHistoryButtons();
+    resolveReady(model);
   }
+
+  // Another mode's result (boxes.js): shown, and downloaded by "Image", like a painted scene's.
+  async function showImage(blob, seed, info) {
+    const url = URL.createObjectURL(blob);
+    await new Promise((resolve) => { resultImg.onload = resolve; resultImg.onerror = resolve; resultImg.src = url; });
+    if (state.resultUrl) URL.revokeObjectURL(state.resultUrl);
+    state.resultUrl = url;
+    state.resultBlob = blob;
+    state.resultSeed = seed;
+    $("result-info").textContent = info || "";
+    if ($("status").dataset.kind === "error") status("");
+  }
+
+  // What the mode scripts (modes.js, boxes.js, palette.js) build on; they load after this file.
+  let resolveReady;
+  window.spadekitStudioPage = {
+    ready: new Promise((resolve) => { resolveReady = resolve; }),
+    state, status, errorText, download, idsFromColorPng, loadIds, showImage, selectClass,
+    pause() { state.paused = true; clearTimeout(state.timer); },
+    resume() { state.paused = false; changed(0); },
+  };
 
   // Read-only view for tests and the console.
   window.spadekitStudio = {
