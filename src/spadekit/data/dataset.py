@@ -5,6 +5,7 @@ Every item is a dict::
     label     (1, H, W) int64   class ids; 255 (don't-care) already mapped to label_nc
     instance  (1, H, W) int64   instance ids (only when the configuration uses instances)
     image     (3, H, W) float32 photo in [-1, 1]
+    offsets   (2, H, W) float32 intra-class offsets (only with ``data.offsets``; :mod:`spadekit.data.offsets`)
     path      str               the photo's path (``toy:<split>/<index>`` for generated toy scenes)
 
 Bad files raise :class:`~spadekit.errors.DataError` with the file name and the problem, in the main
@@ -13,6 +14,7 @@ process and (through :func:`make_loader`) from DataLoader workers alike.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,7 +28,7 @@ from spadekit.data.formats import SPLITS, Sample, scan_dataset
 from spadekit.data.labels import map_dontcare
 from spadekit.data.palette import DONTCARE, Palette, colors_to_ids, load_palette
 from spadekit.data.toy import TOY_CLASSES, ToyScene, render_scene, scene_seed
-from spadekit.data.transforms import Preprocess, transform_triplet
+from spadekit.data.transforms import Params, Preprocess, transform_triplet
 from spadekit.errors import ConfigError, DataError, SpadekitError
 
 # ------------------------------------------------------------------------------ reading files
@@ -129,13 +131,41 @@ def shift_label_ids(ids: np.ndarray, offset: int) -> np.ndarray:
 
 
 def _finish(
-    label: torch.Tensor, image: torch.Tensor, instance: torch.Tensor | None, label_nc: int, contain_dontcare: bool, path: str
+    label: torch.Tensor,
+    image: torch.Tensor,
+    instance: torch.Tensor | None,
+    label_nc: int,
+    contain_dontcare: bool,
+    path: str,
+    offsets: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     label = map_dontcare(label, label_nc, contain_dontcare, source=path)
     item: dict[str, Any] = {"label": label, "image": image, "path": path}
     if instance is not None:
         item["instance"] = instance
+    if offsets is not None:
+        item["offsets"] = offsets
     return item
+
+
+@dataclass(frozen=True)
+class OffsetMaps:
+    """Which intra-class offset maps items carry (``data.offsets``, ``data.offsets_ignore``)."""
+
+    normalize: bool = True
+    ignore_value: int | None = 0
+
+    @classmethod
+    def from_config(cls, data: DataConfig) -> "OffsetMaps | None":
+        if data.offsets == "none":
+            return None
+        return cls(data.offsets == "normalized", data.offsets_ignore)
+
+    def make(self, raw_ids: np.ndarray, preprocess: Preprocess, params: Params) -> torch.Tensor:
+        """The (2, H, W) map of a raw annotation, transformed like its label map."""
+        from spadekit.data.offsets import intra_class_offsets, transform_offsets
+
+        return transform_offsets(intra_class_offsets(raw_ids, self.normalize, self.ignore_value), preprocess, params)
 
 
 # ------------------------------------------------------------------------------ datasets
@@ -155,8 +185,10 @@ class PairedDataset(Dataset):
         class_names: Sequence[str] | None = None,
         label_offset: int = 0,
         check_hint: str | None = None,
+        offsets: OffsetMaps | None = None,
     ) -> None:
         self.samples = list(samples)
+        self.offsets = offsets
         self.label_offset = label_offset
         self.check_hint = check_hint
         """Appended to errors about a file (which command lists every bad file at once)."""
@@ -194,13 +226,15 @@ class PairedDataset(Dataset):
                     f"{path}: size {other.size[0]}x{other.size[1]} differs from its label map {sample.label} "
                     f"({label.size[0]}x{label.size[1]})"
                 )
-        ids = np.asarray(label)
+        raw = ids = np.asarray(label)
         if self.label_offset:
             ids = shift_label_ids(ids, self.label_offset)
             label = Image.fromarray(ids.astype(np.uint8 if int(ids.max(initial=0)) < 256 else np.int32))
         check_label_ids(ids, self.label_nc, self.contain_dontcare, sample.label)
-        label_t, image_t, instance_t = transform_triplet(label, image.convert("RGB"), instance, self.preprocess)
-        return _finish(label_t, image_t, instance_t, self.label_nc, self.contain_dontcare, str(sample.image))
+        params = self.preprocess.sample(*label.size)
+        label_t, image_t, instance_t = transform_triplet(label, image.convert("RGB"), instance, self.preprocess, params=params)
+        offsets = self.offsets.make(raw, self.preprocess, params) if self.offsets is not None else None
+        return _finish(label_t, image_t, instance_t, self.label_nc, self.contain_dontcare, str(sample.image), offsets)
 
 
 class ToySceneDataset(Dataset):
@@ -220,6 +254,7 @@ class ToySceneDataset(Dataset):
         use_instance: bool = True,
         label_nc: int = len(TOY_CLASSES),
         cache: bool = False,
+        offsets: OffsetMaps | None = None,
     ) -> None:
         if num_scenes < 1:
             raise ConfigError("data.toy_scenes must be >= 1")
@@ -235,6 +270,7 @@ class ToySceneDataset(Dataset):
         self.label_nc = label_nc
         self.contain_dontcare = False
         self.class_names = TOY_CLASSES
+        self.offsets = offsets
         self._cache: dict[int, ToyScene] | None = {} if cache else None
 
     def __len__(self) -> int:
@@ -253,13 +289,17 @@ class ToySceneDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         scene = self.scene(index)
+        label = Image.fromarray(scene.label, mode="L")
+        params = self.preprocess.sample(*label.size)
         label_t, image_t, instance_t = transform_triplet(
-            Image.fromarray(scene.label, mode="L"),
+            label,
             Image.fromarray(scene.image, mode="RGB"),
             Image.fromarray(scene.instance, mode="L") if self.use_instance else None,
             self.preprocess,
+            params=params,
         )
-        return _finish(label_t, image_t, instance_t, self.label_nc, False, f"toy:{self.split}/{index:06d}")
+        offsets = self.offsets.make(scene.label, self.preprocess, params) if self.offsets is not None else None
+        return _finish(label_t, image_t, instance_t, self.label_nc, False, f"toy:{self.split}/{index:06d}", offsets)
 
 
 # ------------------------------------------------------------------------------ entry points
@@ -298,7 +338,8 @@ def open_dataset(
     if data.format == "toy" and root is None:
         size = (data.crop_size, round(data.crop_size / model.aspect_ratio))
         return ToySceneDataset(
-            data.toy_scenes, data.toy_seed, split, size, preprocess, model.use_instance, model.label_nc
+            data.toy_scenes, data.toy_seed, split, size, preprocess, model.use_instance, model.label_nc,
+            offsets=OffsetMaps.from_config(data),
         )
     if root is None:
         raise ConfigError(f"data.format={data.format!r} needs a dataset root (data.root=PATH)")
@@ -317,6 +358,7 @@ def open_dataset(
         scan.samples, model.label_nc, model.contain_dontcare, model.use_instance, preprocess, palette, data.class_names,
         data.label_offset,
         check_hint=check_hint(root, preset),
+        offsets=OffsetMaps.from_config(data),
     )
 
 

@@ -110,6 +110,10 @@ class Method:
     """Extra checks of a config that uses this method (raise ConfigError)."""
     output_size: Callable[[Config], tuple[int, int]] | None = None
     """(width, height) of generated images; default ``config.model.output_size``."""
+    at_size: Callable[[Config, tuple[int, int]], Config] | None = None
+    """``(config, (width, height)) -> config`` of the same weights at another output size (raise
+    ConfigError when it cannot run there); default: ``model.width`` and ``model.aspect_ratio`` replaced.
+    For methods whose weights depend on options derived from the size (ASAPNet's tile size)."""
     release_parts: tuple[str, ...] = ("generator", "discriminator", "encoder")
     """Networks a release model holds (those the model has)."""
     capabilities: frozenset[str] = frozenset()
@@ -124,3 +128,12 @@ class Method:
         if self.output_size is not None:
             return self.output_size(config)
         return tuple(config.model.output_size)  # type: ignore[return-value]
+
+    def config_at_size(self, config: Config, size: tuple[int, int]) -> Config:
+        """The config of the same weights at output size ``size`` (width, height); see :attr:`at_size`."""
+        import dataclasses
+
+        if self.at_size is not None:
+            return self.at_size(config, size)
+        model = dataclasses.replace(config.model, width=int(size[0]), aspect_ratio=size[0] / size[1])
+        return dataclasses.replace(config, model=model)

@@ -15,8 +15,8 @@ Exact rewrites of the eval-mode network (outputs agree to float rounding):
 * **Class indices resized once per resolution**, shared by all layers there; **channels-last** activations.
 
 Input: class indices ``(N, H, W)`` int64 and the edge map ``(N, 1, H, W)`` (instead of the one-hot
-tensor) and, for ICPE, ``dist`` (N, 2, H, W); :meth:`FastCLADEGenerator.forward_semantics` accepts
-one-hot semantics for drop-in use.
+tensor) and, for ICPE, ``dist`` (N, 2, H, W) (computed from ``index`` when None, as the plain
+generator does); :meth:`FastCLADEGenerator.forward_semantics` accepts one-hot semantics for drop-in use.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from spadekit.fast import OneHotConv, plain_conv, plain_weight, resize_index, ta
 from spadekit.methods.clade.blocks import CLADEResBlock
 from spadekit.methods.clade.generator import CLADEGenerator
 from spadekit.methods.clade.norm import CLADE
+from spadekit.methods.clade.positional import offsets_of_index
 
 
 class SplitConv(nn.Module):
@@ -157,6 +158,8 @@ class FastCLADEGenerator(nn.Module):
         self.use_dist = generator.use_dist
         self.use_vae = generator.use_vae
         self.z_dim = generator.z_dim
+        self.offsets_normalize = generator.offsets_normalize
+        self.offsets_ignore = generator.offsets_ignore
         self.ngf = generator.ngf
         self.sw, self.sh = generator.sw, generator.sh
         self.upsampling = generator.upsampling
@@ -187,7 +190,7 @@ class FastCLADEGenerator(nn.Module):
         if self.use_instance and edges is None:
             raise ValueError("this generator has an instance-edge channel: pass edges (N, 1, H, W)")
         if self.use_dist and dist is None:
-            raise ValueError("this CLADE-ICPE generator needs the intra-class offset map dist (N, 2, H, W)")
+            dist = offsets_of_index(index, self.offsets_normalize, self.offsets_ignore)
         dtype = self.conv_img.weight.dtype
         cache: dict[tuple[int, int], tuple] = {}
 
