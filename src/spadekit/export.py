@@ -10,6 +10,9 @@ weights (so it has no hooks and no power iteration). Its inputs:
 ``z`` (generators with a latent only: SPADE's VAE, OASIS's noise)
     (N, latent_dim) float32 latent; ``z ~ N(0, I)`` samples a style or a noise, the style
     encoder's ``mu`` fixes one. The same seed gives the same ``z`` as :class:`~spadekit.Pipeline`.
+further inputs a generator declares in ``extra_inputs`` (name → channels), e.g. CLADE-ICPE's ``dist``
+    (N, 2, H, W) float32 intra-class offsets (:func:`spadekit.data.offsets.intra_class_offsets` of
+    the label map), which the exported graph cannot compute itself.
 
 Output ``image``: (N, 3, H, W) float32 in [-1, 1]. The batch size N is dynamic.
 The model's description (classes, colours, channel layout) travels inside the file: ONNX
@@ -33,14 +36,19 @@ FORMATS = ("onnx", "torchscript")
 
 
 class ExportGenerator(nn.Module):
-    """The generator in export form: positional inputs, spectral norm folded."""
+    """The generator in export form: positional inputs (semantics, then ``z`` when ``latent``, then
+    the ``extras`` by name), spectral norm folded."""
 
-    def __init__(self, generator: nn.Module):
+    def __init__(self, generator: nn.Module, latent: bool = False, extras: tuple[str, ...] = ()):
         super().__init__()
         self.generator = fold_spectral_norm(copy.deepcopy(generator)).eval()
+        self.latent = latent
+        self.extras = tuple(extras)
 
-    def forward(self, semantics: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        return self.generator(semantics, z)
+    def forward(self, semantics: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+        z = inputs[0] if self.latent else None
+        named = dict(zip(self.extras, inputs[int(self.latent) :]))
+        return self.generator(semantics, z, **named)
 
 
 def fold_spectral_norm(network: nn.Module) -> nn.Module:
@@ -67,6 +75,15 @@ def latent_dim(model: SpadeModel) -> int | None:
     return getattr(model.generator, "latent_dim", None)
 
 
+def extra_inputs(model: SpadeModel) -> dict[str, int]:
+    """Inputs the generator takes besides semantics and z (name → channels)."""
+    return dict(getattr(model.generator, "extra_inputs", None) or {})
+
+
+def input_names(model: SpadeModel) -> list[str]:
+    return ["semantics"] + (["z"] if latent_dim(model) is not None else []) + list(extra_inputs(model))
+
+
 def describe(model: SpadeModel, size: tuple[int, int]) -> dict:
     """What a deployed file needs to know: input layout, classes and colours."""
     m = model.config.model
@@ -77,6 +94,7 @@ def describe(model: SpadeModel, size: tuple[int, int]) -> dict:
         "inputs": {
             "semantics": ["N", m.semantic_nc, size[1], size[0]],
             **({"z": ["N", z_dim]} if z_dim is not None else {}),
+            **{name: ["N", channels, size[1], size[0]] for name, channels in extra_inputs(model).items()},
         },
         "output": {"image": ["N", 3, size[1], size[0]], "range": [-1, 1]},
         "label_nc": m.label_nc,
@@ -88,7 +106,8 @@ def describe(model: SpadeModel, size: tuple[int, int]) -> dict:
 
 
 def example_inputs(model: SpadeModel, size: tuple[int, int], batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """A random valid input (one-hot semantics, and ``z`` for generators with a latent) at ``size``."""
+    """A random valid input (one-hot semantics, ``z`` for generators with a latent, extra inputs in
+    [-1, 1]) at ``size``, in :func:`input_names` order."""
     m = model.config.model
     gen = torch.Generator().manual_seed(seed)
     classes = m.label_nc + int(m.contain_dontcare)
@@ -96,10 +115,13 @@ def example_inputs(model: SpadeModel, size: tuple[int, int], batch: int = 1, see
     semantics = torch.zeros(batch, classes, size[1], size[0]).scatter_(1, index, 1.0)
     if m.use_instance:
         semantics = torch.cat([semantics, (torch.rand(batch, 1, size[1], size[0], generator=gen) < 0.1).float()], 1)
+    inputs = [semantics]
     z_dim = latent_dim(model)
     if z_dim is not None:
-        return semantics, torch.randn(batch, z_dim, generator=gen)
-    return (semantics,)
+        inputs.append(torch.randn(batch, z_dim, generator=gen))
+    for channels in extra_inputs(model).values():
+        inputs.append(torch.rand(batch, channels, size[1], size[0], generator=gen) * 2 - 1)
+    return tuple(inputs)
 
 
 def export_model(model: SpadeModel, fmt: str, out: str | Path, size: tuple[int, int] | None = None, opset: int = 17) -> Path:
@@ -115,7 +137,8 @@ def export_model(model: SpadeModel, fmt: str, out: str | Path, size: tuple[int, 
         raise ConfigError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
     size = tuple(size) if size is not None else tuple(model.output_size)
     model = model_at_size(model, size)
-    wrapper = ExportGenerator(model.generator.float().cpu()).eval()
+    extras = tuple(extra_inputs(model))
+    wrapper = ExportGenerator(model.generator.float().cpu(), latent_dim(model) is not None, extras).eval()
     inputs = example_inputs(model, size)
     meta = json.dumps(describe(model, size))
     out = Path(out)
@@ -123,7 +146,7 @@ def export_model(model: SpadeModel, fmt: str, out: str | Path, size: tuple[int, 
     def write_onnx(tmp: Path) -> None:
         import onnx
 
-        names = ["semantics", "z"][: len(inputs)]
+        names = input_names(model)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript-based exporter is deprecated but needs no extra packages
             torch.onnx.export(
@@ -163,13 +186,15 @@ def check_export(model: SpadeModel, fmt: str, path: str | Path, size: tuple[int,
     size = tuple(size) if size is not None else tuple(model.output_size)
     model = model_at_size(model, size)
     inputs = example_inputs(model, size, batch=2, seed=1)
+    names = input_names(model)
+    z = inputs[names.index("z")] if "z" in names else None
+    named = {name: inputs[names.index(name)] for name in extra_inputs(model)}
     with torch.no_grad():
-        reference = model.generator.float().cpu().eval()(*inputs)
+        reference = model.generator.float().cpu().eval()(inputs[0], z, **named)
     if fmt == "onnx":
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        names = [i.name for i in session.get_inputs()]
         output = torch.from_numpy(session.run(None, {n: t.numpy() for n, t in zip(names, inputs)})[0])
     else:
         with warnings.catch_warnings():

@@ -141,12 +141,12 @@ def default_preset(directory: Path) -> str:
 def resolve_options(directory: Path, preset: str, overrides: list[str], explicit_preset: bool) -> dict[str, Any]:
     """Preset-implied options < the run's ``opt.json``/``opt.txt`` < what ``--set`` changed explicitly.
     Without an explicit preset the class count is left to the weights."""
-    base = official_options(load_config(preset))
-    if not explicit_preset:
-        base.pop("label_nc")
+    implied = official_options(load_config(preset))
     chosen = official_options(load_config(preset, overrides))
-    explicit = {k: v for k, v in chosen.items() if k not in base or base[k] != v}
-    return {**base, **read_official_options(directory), **explicit}
+    explicit = {k: v for k, v in chosen.items() if implied[k] != v}
+    if not explicit_preset:
+        implied.pop("label_nc")
+    return {**implied, **read_official_options(directory), **explicit}
 
 
 def read_official(directory: Path, preset: str | None, overrides: list[str]):
