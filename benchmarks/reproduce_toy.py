@@ -289,6 +289,18 @@ while it ran; the toy segmenter's part: {seg['source']}).
 """
 
 
+def _write_keeping_sections(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, keeping the sections other scripts own there (between
+    ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` markers) before the paper's table."""
+    import re
+
+    kept = re.findall(r"<!-- [\w-]+:begin -->.*?<!-- [\w-]+:end -->\n?", path.read_text(), re.S) if path.exists() else []
+    marker = "\n## The paper's Table 1"
+    if kept and marker in text:
+        text = text.replace(marker, "\n" + "".join(kept) + marker, 1)
+    path.write_text(text)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="runs/reproduce_toy", help="folder for runs, reports and logs (default runs/reproduce_toy)")
@@ -334,7 +346,7 @@ def main() -> int:
         summary = json.loads((Path(args.out) if args.out else REPO / work / "summary.json").read_text())
         _sample_grid({k: REPO / r["run"] / "model" for k, r in summary["runs"].items()},
                      REPO / summary["segmenter"]["path"], summary["budget"]["size"], args.rows, docs / grid_name)
-        (docs / "reproduction.md").write_text(_markdown(summary, grid_name))
+        _write_keeping_sections(docs / "reproduction.md", _markdown(summary, grid_name))
         print(f"rewrote {docs / 'reproduction.md'} and {docs / grid_name} from the summary")
         return 0
 
@@ -435,7 +447,7 @@ def main() -> int:
     out = Path(args.out) if args.out else REPO / work / "summary.json"
     out.write_text(json.dumps(summary, indent=2) + "\n")
     docs.mkdir(parents=True, exist_ok=True)
-    (docs / "reproduction.md").write_text(_markdown(summary, grid_name))
+    _write_keeping_sections(docs / "reproduction.md", _markdown(summary, grid_name))
     print(f"wrote {docs / 'reproduction.md'}, {docs / grid_name} and {out} ({total / 60:.1f} min in all)")
     return 0
 

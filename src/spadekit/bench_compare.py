@@ -70,12 +70,9 @@ def compare_methods(
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> dict:
-    """Time ``methods`` side by side; returns the JSON-ready report (module docstring)."""
-    from tqdm import tqdm
-
-    from spadekit.bench import _sync, bench_inputs, count_flops, peak_memory
+    """Build ``methods`` from their presets for ``dataset`` (at ``size``) with random weights and time
+    them side by side (:func:`compare_models`); returns the JSON-ready report."""
     from spadekit.config import load_config
-    from spadekit.inference import Pipeline
     from spadekit.methods import build_networks, get_method
     from spadekit.release import SpadeModel
 
@@ -83,6 +80,32 @@ def compare_methods(
         raise ConfigError("--compare: name at least one method, e.g. spade,clade,asapnet")
     for name in methods:
         get_method(name)
+    models = {}
+    for name in methods:
+        preset = preset_for(name, dataset)
+        torch.manual_seed(0)
+        config = load_config(preset, size_overrides(size))
+        models[name] = SpadeModel(config=config, generator=build_networks(config, init=False)["generator"]).eval()
+    report = compare_models(models, batch, iters, warmup, device, progress)
+    report["dataset"] = dataset
+    return report
+
+
+def compare_models(
+    models: dict,
+    batch: int = 1,
+    iters: int = 3,
+    warmup: int = 1,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict:
+    """Time release models (by name; all of one output size) side by side on their Pipeline paths.
+    The name ``spade`` is the reference of the ratios."""
+    from tqdm import tqdm
+
+    from spadekit.bench import _sync, bench_inputs, count_flops, peak_memory
+    from spadekit.inference import Pipeline
+
     device = torch.device(device)
     report: dict = {
         "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
@@ -90,35 +113,31 @@ def compare_methods(
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "dataset": dataset,
+        "dataset": None,
         "batch": batch,
         "iters": iters,
         "load_average_before": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
+    sizes = {tuple(model.output_size) for model in models.values()}
+    if len(sizes) != 1:
+        raise ConfigError(f"--compare: the models make different sizes ({sizes}); give --size WxH")
+    report["size"] = list(sizes.pop())
     runs: dict[str, dict] = {}
     calls = {}
-    for name in methods:
-        preset = preset_for(name, dataset)
-        torch.manual_seed(0)
-        config = load_config(preset, size_overrides(size))
-        model = SpadeModel(config=config, generator=build_networks(config, init=False)["generator"]).eval()
+    for name, model in models.items():
         pipe = Pipeline(model, device=device, fast=True, batch_size=batch)
         index, edges, z = bench_inputs(model, batch)
         index = index.to(device)
         edges = edges.to(device) if edges is not None else None
         calls[name] = lambda p=pipe, i=index, e=edges, zz=z: p.generate(i, e, zz)
         runs[name] = {
-            "preset": preset,
-            "size": list(model.output_size),
+            "preset": model.config.preset,
+            "method": model.config.method,
             "path": "fast" if pipe.fast else "plain",
             "generator_parameters": sum(p.numel() for p in model.generator.parameters()),
             "flops_per_image": network_flops(model, index.cpu(), edges, z),
             "seconds_per_batch": [],
         }
-    sizes = {tuple(r["size"]) for r in runs.values()}
-    if len(sizes) != 1:
-        raise ConfigError(f"--compare: the presets make different sizes ({sizes}); give --size WxH")
-    report["size"] = list(sizes.pop())
     for name, call in calls.items():
         for _ in range(warmup):
             call()
@@ -152,7 +171,7 @@ def format_compare(report: dict) -> str:
     w, h = report["size"]
     load = report.get("load_average_before")
     lines = [
-        f"{w}x{h} ({report['dataset']} presets), batch {report['batch']}, fp32, {report['device']} "
+        f"{w}x{h}" + (f" ({report['dataset']} presets)" if report.get("dataset") else "") + f", batch {report['batch']}, fp32, {report['device']} "
         f"({report['threads']} threads of {report['cores']} cores), torch {report['torch']}, median of {report['iters']}"
         + (f"; load average {load[0]:.1f} before, {report['load_average_after'][0]:.1f} after" if load else ""),
         "",
