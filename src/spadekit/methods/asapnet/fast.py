@@ -13,8 +13,13 @@ Exact rewrites of the eval-mode network (outputs agree to float rounding):
   of one weight row of its cell, plus a product with the positional part only. The positional code
   is the same in every tile (it is the position inside the tile), so it is a (k², P) matrix, not a
   full-resolution map.
-* **The other layers as batched matrix products** (``baddbmm``) on the parameters laid out
-  cell-major (one copy of the low-res output).
+* **Parameters predicted cell-major.** The final 1×1 conv of the low-res stream is one matrix
+  product whose rows are the cells, so each cell's parameter vector is contiguous for the pixel MLP
+  (no transposed copy of the low-res output).
+* **The other layers as batched matrix products** (``bmm``) with each layer's weights gathered into
+  one contiguous (cells, in, out) block first (a strided batch makes the CPU kernel copy every
+  cell's matrix separately), and the positional part of the first layer as one matrix product for
+  all cells.
 
 Input: class indices ``(N, H, W)`` int64 and the edge map ``(N, 1, H, W)`` instead of the one-hot
 tensor; :meth:`FastASAPNetGenerator.forward_semantics` accepts one-hot semantics for drop-in use.
@@ -101,9 +106,19 @@ class FastLowResStream(nn.Module):
             self.head = OneHotConv(conv.weight, conv.bias, num_classes, has_edge)
             self.head_norm = first[1] if isinstance(first, nn.Sequential) else nn.Identity()
             layers = layers[start + 1 :]
+        final = layers.pop()  # the 1x1 parameter predictor, run as a matrix product over cells
         self.body = nn.Sequential(*layers)
+        self.register_buffer("predictor_weight", final.weight.detach().flatten(1).t().contiguous())
+        self.register_buffer("predictor_bias", final.bias.detach().clone())
 
     def forward(self, x: torch.Tensor, edges: torch.Tensor | None = None) -> torch.Tensor:
+        """The parameters (N, num_params, H / S2, W / S2), a channels-last view of cell-major rows."""
+        features = self.features(x, edges)
+        n, c, h, w = features.shape
+        rows = torch.addmm(self.predictor_bias, features.permute(0, 2, 3, 1).reshape(n * h * w, c), self.predictor_weight)
+        return rows.view(n, h, w, -1).permute(0, 3, 1, 2)
+
+    def features(self, x: torch.Tensor, edges: torch.Tensor | None = None) -> torch.Tensor:
         if self.gather:
             n, h, w = x.shape
             if self.reflect:
@@ -151,7 +166,8 @@ class FastPixelMLP(nn.Module):
         k = self.tile
         hl, wl = params.shape[-2:]
         cells = n * hl * wl
-        # Cell-major parameters: row c holds the vector of cell c = (n, row, column).
+        # Cell-major parameters: row c holds the vector of cell c = (n, row, column) (free when the
+        # low-res stream made them cell-major).
         flat = params.permute(0, 2, 3, 1).reshape(cells, self.num_params)
         (bias, weight), nco = self.slices[0], self.channels[1]
         w1 = flat[:, weight].view(cells, self.channels[0], nco)
@@ -168,12 +184,15 @@ class FastPixelMLP(nn.Module):
             edge_tiles = edges.view(n, hl, k, wl, k).permute(0, 1, 3, 2, 4).reshape(cells, k * k, 1).to(out.dtype)
             out.addcmul_(edge_tiles, w1[:, self.num_classes].unsqueeze(1))
         if self.code is not None:
-            out.baddbmm_(self.code.to(out.dtype).expand(cells, -1, -1), w1[:, self.label_rows :])
+            # code (k², P) times every cell's (P, out) block at once: one (k², P) x (P, cells·out) product.
+            positional = w1[:, self.label_rows :].permute(1, 0, 2).reshape(-1, cells * nco)
+            out += (self.code.to(out.dtype) @ positional).view(k * k, cells, nco).transpose(0, 1)
         last = len(self.slices) - 1
         for layer in range(len(self.slices)):
             if layer:
                 (bias, weight), nci, nco = self.slices[layer], self.channels[layer], self.channels[layer + 1]
-                out = torch.baddbmm(flat[:, bias].unsqueeze(1), out, flat[:, weight].view(cells, nci, nco))
+                matrices = flat[:, weight].contiguous().view(cells, nci, nco)
+                out = torch.bmm(out, matrices).add_(flat[:, bias].unsqueeze(1))
             out = out.tanh_() if layer == last else F.leaky_relu(out, 0.01, inplace=True)
         out = out.view(n, hl, wl, k, k, self.out_channels)
         if self.channels_last:
