@@ -89,8 +89,8 @@ def test_detection_and_round_trip_of_a_trained_layout(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["model.width=500", "model.aspect_ratio=2.0"], r"500 // \(16·2.0\) = 15.*allowed widths: 256, 272, 512"),
-        (["model.width=64"], r"power of two ≥ the learned factor 8"),
+        (["model.width=500", "model.aspect_ratio=2.0"], r"500 // \(16·2.0\) = 15.*allowed widths: 128, 136, 144"),
+        (["model.width=32"], r"= 2, which must be a power of two ≥ the learned factor 4"),
         (["model.use_vae=true"], "no latent input"),
         (["model.discriminator=multiscale"], "model.discriminator=asapnet"),
         (["asapnet.norm=group"], "asapnet.norm"),
