@@ -251,8 +251,8 @@ CLADE_METHOD = register_method(
         title="CLADE",
         paper="Tan, Chen, Chu, Chai, Liao, He, Yuan, Hua, Yu: Efficient Semantic Image Synthesis via Class-Adaptive "
         "Normalization (TPAMI 2021)",
-        summary="SPADE with each modulation network replaced by a per-class lookup of scale and shift (about a third "
-        "of SPADE's FLOPs); ICPE adds intra-class positional maps; SPADE's D, E and losses",
+        summary="SPADE with each modulation network replaced by a per-class lookup of scale and shift (about a quarter "
+        "of SPADE's generator FLOPs); ICPE adds intra-class positional maps; SPADE's D, E and losses",
         needs="label maps (+ instance maps); VGG19 ImageNet weights only for the perceptual term (optional)",
         parity="exact: official G (eval/train, buffers, per-block outputs), D and E of tzt101/CLADE",
         build_networks=networks,
