@@ -270,3 +270,32 @@ def test_synthesize_command_writes_images(tmp_path: Path) -> None:
     assert main(["synthesize", "--model", str(tmp_path / "model"), "--labels", str(tmp_path / "label.png"),
                  "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
     assert sorted(p.suffix for p in (tmp_path / "out").iterdir() if p.suffix == ".png")
+
+
+def test_the_official_opt_txt_gives_the_layout(tmp_path: Path) -> None:
+    from spadekit.conversion import read_official_options
+
+    (tmp_path / "opt.txt").write_text(
+        "----------------- Options ---------------\n"
+        "             aspect_ratio: 2.0                           \t[default: 1.0]\n"
+        "                crop_size: 128                           \t[default: 256]\n"
+        "   num_upsampling_layers: more                          \n"
+        "  contain_dontcare_label: False                         \n"
+        "                 label_nc: 7                             \t[default: 182]\n"
+        "                     name: p1                            \n"
+        "----------------- End -------------------\n"
+    )
+    options = read_official_options(tmp_path)
+    assert options == {"aspect_ratio": 2.0, "crop_size": 128, "num_upsampling_layers": "more",
+                       "contain_dontcare_label": False, "label_nc": 7, "name": "p1"}
+    # A recorded case's checkpoint with its options as opt.txt instead of opt.json reads the same layout.
+    case = CASES[0]
+    opt = json.loads((case / "opt.json").read_text())
+    keys = ("aspect_ratio", "crop_size", "num_upsampling_layers", "contain_dontcare_label", "label_nc", "no_instance")
+    (tmp_path / "case").mkdir()
+    (tmp_path / "case" / "opt.txt").write_text("".join(f"{k:>25}: {opt[k]}\t[default: x]\n" for k in keys if k in opt))
+    (tmp_path / "case" / "latest_net_G.pth").write_bytes((case / "latest_net_G.pth").read_bytes())
+    model = load_model(tmp_path / "case")
+    io = safe_torch_load(case / "io.pt")
+    assert model.config.method == "clade" and model.output_size == tuple(io["G_eval"].shape[-1:-3:-1])
+    assert model.config.model.upsampling == opt.get("num_upsampling_layers", "normal")
