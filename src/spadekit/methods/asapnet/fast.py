@@ -2,6 +2,11 @@
 
 Exact rewrites of the eval-mode network (outputs agree to float rounding):
 
+* **The fixed pre-downsampling on class indices.** When the tile size exceeds the learned factor, the
+  one-hot input goes through the separable tent filter first. Along the width, on one-hot rows, the
+  filter is a weighted class histogram: each tap adds its weight to the bin of the class it reads
+  (a ``scatter_add`` per tap on the index map), so the full-resolution one-hot is never built; along
+  the height it is a weighted sum of strided row slices. Reflection padding reflects the index map.
 * **Low-res stream:** spectral norm folded into plain convolutions, eval-mode batch norm folded into
   the preceding convolution. (It stays channels-first: on CPU, channels-last makes its instance norms
   and its wide convolutions on tiny maps slower, not faster.) When the stream sees the full-resolution
@@ -35,6 +40,7 @@ from torch import nn
 
 from spadekit.fast import OneHotConv, plain_conv, tap_index, tap_values
 from spadekit.methods.asapnet.generator import ASAPNetGenerator, check_tile_size
+from spadekit.methods.asapnet.layers import TentDownsample
 from spadekit.methods.asapnet.lowres import LowResBlock, LowResStream
 from spadekit.methods.asapnet.pixelmlp import PixelMLP, positional_encoding
 
@@ -84,6 +90,54 @@ def reflect_tap_values(edges: torch.Tensor, kernel: int) -> torch.Tensor:
     padded = F.pad(edges, (p, p, p, p), mode="reflect")[:, 0]
     taps = [padded[:, dy : dy + h, dx : dx + w] for dy in range(kernel) for dx in range(kernel)]
     return torch.stack(taps, dim=-1).reshape(n * h * w, kernel * kernel)
+
+
+class FastTent(nn.Module):
+    """:class:`~spadekit.methods.asapnet.layers.TentDownsample` of ``[one-hot(index), edges?]`` without
+    building the one-hot (see the module docstring).
+
+    Forward: ``index`` (N, H, W), ``edges`` (N, 1, H, W) or None, ``dtype`` → (N, C (+1), H / s, W / s).
+    """
+
+    def __init__(self, tent: TentDownsample, num_classes: int, has_edge: bool):
+        super().__init__()
+        self.stride = tent.stride
+        self.num_classes = num_classes
+        self.has_edge = has_edge
+        self.register_buffer("kernel", tent.kernel_w.detach()[0, 0, 0].clone(), persistent=False)
+
+    def _rows(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The filter along the height with stride s: (..., H + 2p, w) → ``out`` (..., H / s, w)."""
+        s, taps = self.stride, self.kernel.tolist()
+        rows = out.shape[-2]
+        for t, weight in enumerate(taps):
+            part = x[..., t : t + s * (rows - 1) + 1 : s, :]
+            if t == 0:
+                torch.mul(part, weight, out=out)
+            else:
+                out.add_(part, alpha=weight)
+        return out
+
+    def forward(self, index: torch.Tensor, edges: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+        n, h, w = index.shape
+        s, p = self.stride, self.stride // 2
+        ho, wo = h // s, w // s
+        kernel = self.kernel.to(dtype)
+        padded = F.pad(index[:, None].to(dtype), (p, p, p, p), mode="reflect")[:, 0].long()
+        # Along the width: every tap adds its weight to the class it reads, per padded row and output column.
+        histogram = torch.zeros(n, self.num_classes, h + 2 * p, wo, dtype=dtype, device=index.device)
+        for t in range(2 * s):
+            classes = padded[:, :, t : t + s * (wo - 1) + 1 : s].unsqueeze(1)
+            histogram.scatter_add_(1, classes, kernel[t].expand(classes.shape))
+        out = torch.empty(n, self.num_classes + int(self.has_edge), ho, wo, dtype=dtype, device=index.device)
+        self._rows(histogram, out[:, : self.num_classes])
+        if self.has_edge:
+            e = F.pad(edges.to(dtype), (p, p, p, p), mode="reflect")[:, 0]
+            across = torch.zeros(n, h + 2 * p, wo, dtype=dtype, device=index.device)
+            for t, weight in enumerate(kernel.tolist()):
+                across.add_(e[:, :, t : t + s * (wo - 1) + 1 : s], alpha=weight)
+            self._rows(across, out[:, self.num_classes])
+        return out
 
 
 class FastLowResStream(nn.Module):
@@ -219,7 +273,9 @@ class FastASAPNetGenerator(nn.Module):
         self.num_classes = num_classes
         self.has_edge = has_edge
         self.downsampling = generator.downsampling
-        self.pre_downsample = copy.deepcopy(generator.pre_downsample)
+        self.pre_downsample = (
+            FastTent(generator.pre_downsample, num_classes, has_edge) if generator.pre_downsample is not None else None
+        )
         gather = self.pre_downsample is None
         self.lowres_stream = FastLowResStream(generator.lowres_stream, num_classes, has_edge, gather)
         hr_inputs = generator.semantic_nc - int(generator.lr_instance)
@@ -230,11 +286,6 @@ class FastASAPNetGenerator(nn.Module):
         """Build from a generator, switched to eval mode (the original keeps its weights)."""
         return cls(generator.eval(), num_classes, has_edge, channels_last).eval()
 
-    def _one_hot(self, index: torch.Tensor, edges: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
-        n, h, w = index.shape
-        semantics = torch.zeros(n, self.num_classes, h, w, dtype=dtype, device=index.device).scatter_(1, index[:, None], 1.0)
-        return semantics if edges is None else torch.cat([semantics, edges.to(dtype)], dim=1)
-
     def predict_parameters(self, index: torch.Tensor, edges: torch.Tensor | None = None) -> torch.Tensor:
         """The per-cell MLP parameters (N, num_params, H / S, W / S)."""
         if self.has_edge and edges is None:
@@ -243,7 +294,7 @@ class FastASAPNetGenerator(nn.Module):
         dtype = next(self.lowres_stream.parameters()).dtype
         if self.pre_downsample is None:
             return self.lowres_stream(index, edges.to(dtype) if edges is not None else None)
-        return self.lowres_stream(self.pre_downsample(self._one_hot(index, edges, dtype)))
+        return self.lowres_stream(self.pre_downsample(index, edges, dtype))
 
     def forward(self, index: torch.Tensor, edges: torch.Tensor | None = None, z: torch.Tensor | None = None) -> torch.Tensor:
         """``z`` is accepted for the common generator interface and ignored."""
