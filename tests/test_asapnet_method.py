@@ -205,3 +205,27 @@ def test_fast_path_matches_the_plain_network_through_the_pipeline() -> None:
     got = fast.generate(index, edges, None)
     assert plain.std() > 0.1 and (plain.abs() > 0.999).float().mean() < 0.3
     assert float((got - plain).abs().max()) < 1e-4
+
+
+@pytest.mark.parametrize("name", ["asapnet", "clade"])
+def test_synthesize_evaluate_and_bench_commands(name: str, tmp_path: Path, capsys) -> None:
+    import numpy as np
+    from PIL import Image
+
+    method = get_method(name)
+    model = random_model(method.toy_preset, list(method.tiny_overrides))
+    model.save(tmp_path / "model")
+    label = np.zeros((64, 64), np.uint8)
+    label[32:] = 5
+    Image.fromarray(label).save(tmp_path / "label.png")
+    assert main(["synthesize", "--model", str(tmp_path / "model"), "--labels", str(tmp_path / "label.png"),
+                 "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    assert any(p.suffix == ".png" for p in (tmp_path / "out").iterdir())
+    assert main(["evaluate", "--model", str(tmp_path / "model"), "--preset", method.toy_preset, "--max-images", "4",
+                 "--metrics", "miou", "--out", str(tmp_path / "eval.json"), "--no-progress", "--device", "cpu"]) == 0
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["model"]["generator"] == name and 0 <= report["metrics"]["miou"] <= 1
+    assert main(["bench", "--model", str(tmp_path / "model"), "--iters", "1", "--threads", "1", "--device", "cpu",
+                 "--json", str(tmp_path / "bench.json")]) == 0
+    bench = json.loads((tmp_path / "bench.json").read_text())
+    assert bench["method"] == name and set(bench["paths"]) == {"plain", "fast"} and bench["max_abs_diff"] < 1e-4

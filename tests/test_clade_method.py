@@ -261,17 +261,6 @@ def test_full_presets_have_the_official_parameter_counts() -> None:
         assert icpe["generator"].use_dist
 
 
-def test_synthesize_command_writes_images(tmp_path: Path) -> None:
-    model = random_model("clade-toy", TINY)
-    model.save(tmp_path / "model")
-    label = np.zeros((64, 64), np.uint8)
-    label[32:] = 5
-    Image.fromarray(label).save(tmp_path / "label.png")
-    assert main(["synthesize", "--model", str(tmp_path / "model"), "--labels", str(tmp_path / "label.png"),
-                 "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
-    assert sorted(p.suffix for p in (tmp_path / "out").iterdir() if p.suffix == ".png")
-
-
 def test_the_official_opt_txt_gives_the_layout(tmp_path: Path) -> None:
     from spadekit.conversion import read_official_options
 
