@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from conftest import fixture_cases
 from spadekit.bench import bench_inputs, random_model
