@@ -23,8 +23,10 @@ Exact rewrites of the eval-mode network (outputs agree to float rounding):
   (no transposed copy of the low-res output).
 * **The other layers as batched matrix products** (``bmm``) with each layer's weights gathered into
   one contiguous (cells, in, out) block first (a strided batch makes the CPU kernel copy every
-  cell's matrix separately), and the positional part of the first layer as one matrix product for
-  all cells.
+  cell's matrix separately), and the positional part of the first layer as one matrix product.
+* **A few cells at a time.** The MLP's layers are narrow (64 wide by default), so running each
+  layer over the whole image is bound by memory traffic; the cells go through all layers in chunks
+  of about 4096 pixels, whose activations stay in the CPU cache.
 
 Input: class indices ``(N, H, W)`` int64 and the edge map ``(N, 1, H, W)`` instead of the one-hot
 tensor; :meth:`FastASAPNetGenerator.forward_semantics` accepts one-hot semantics for drop-in use.
@@ -223,24 +225,44 @@ class FastPixelMLP(nn.Module):
         # Cell-major parameters: row c holds the vector of cell c = (n, row, column) (free when the
         # low-res stream made them cell-major).
         flat = params.permute(0, 2, 3, 1).reshape(cells, self.num_params)
+        # Pixel indices tile by tile: (N, H, W) → (cells, k²).
+        tiles = index.view(n, hl, k, wl, k).permute(0, 1, 3, 2, 4).reshape(cells, k * k)
+        edge_tiles = None
+        if self.edge_in_mlp:
+            edge_tiles = edges.view(n, hl, k, wl, k).permute(0, 1, 3, 2, 4).reshape(cells, k * k, 1).to(flat.dtype)
+        out = torch.empty(cells, k * k, self.out_channels, dtype=flat.dtype, device=flat.device)
+        # A few cells at a time: every layer's activations stay in the CPU cache (the layers are
+        # narrow, so a whole-image pass per layer is bound by memory traffic, not arithmetic).
+        step = max(1, self.CHUNK_PIXELS // (k * k))
+        for start in range(0, cells, step):
+            part = slice(start, min(cells, start + step))
+            out[part] = self._cells(flat[part], tiles[part], edge_tiles[part] if edge_tiles is not None else None)
+        out = out.view(n, hl, wl, k, k, self.out_channels)
+        if self.channels_last:
+            return out.permute(0, 1, 3, 2, 4, 5).reshape(n, h, w, self.out_channels).permute(0, 3, 1, 2)
+        return out.permute(0, 5, 1, 3, 2, 4).reshape(n, self.out_channels, h, w)
+
+    CHUNK_PIXELS = 4096
+    """Pixels per chunk of cells (a 64-wide activation of 4096 pixels is 1 MiB)."""
+
+    def _cells(self, flat: torch.Tensor, tiles: torch.Tensor, edge_tiles: torch.Tensor | None) -> torch.Tensor:
+        """The MLP of ``c`` cells: parameters (c, P), class indices (c, k²), edges (c, k², 1) → (c, k², out)."""
+        cells, pixels = tiles.shape
         (bias, weight), nco = self.slices[0], self.channels[1]
         w1 = flat[:, weight].view(cells, self.channels[0], nco)
         table = w1[:, : self.present_classes]
         if self.present_classes < self.num_classes:
             # A class that lr_instance dropped from the MLP input contributes nothing.
             table = F.pad(table, (0, 0, 0, self.num_classes - self.present_classes))
-        # Pixel indices tile by tile: (N, H, W) → (cells, k²), offset into each cell's table rows.
-        tiles = index.view(n, hl, k, wl, k).permute(0, 1, 3, 2, 4).reshape(cells, k * k)
-        rows = tiles + torch.arange(cells, device=index.device)[:, None] * self.num_classes
+        rows = tiles + torch.arange(cells, device=tiles.device)[:, None] * self.num_classes
         out = F.embedding(rows, table.reshape(cells * self.num_classes, nco))
         out += flat[:, bias].unsqueeze(1)
-        if self.edge_in_mlp:
-            edge_tiles = edges.view(n, hl, k, wl, k).permute(0, 1, 3, 2, 4).reshape(cells, k * k, 1).to(out.dtype)
+        if edge_tiles is not None:
             out.addcmul_(edge_tiles, w1[:, self.num_classes].unsqueeze(1))
         if self.code is not None:
             # code (k², P) times every cell's (P, out) block at once: one (k², P) x (P, cells·out) product.
             positional = w1[:, self.label_rows :].permute(1, 0, 2).reshape(-1, cells * nco)
-            out += (self.code.to(out.dtype) @ positional).view(k * k, cells, nco).transpose(0, 1)
+            out += (self.code.to(out.dtype) @ positional).view(pixels, cells, nco).transpose(0, 1)
         last = len(self.slices) - 1
         for layer in range(len(self.slices)):
             if layer:
@@ -248,10 +270,7 @@ class FastPixelMLP(nn.Module):
                 matrices = flat[:, weight].contiguous().view(cells, nci, nco)
                 out = torch.bmm(out, matrices).add_(flat[:, bias].unsqueeze(1))
             out = out.tanh_() if layer == last else F.leaky_relu(out, 0.01, inplace=True)
-        out = out.view(n, hl, wl, k, k, self.out_channels)
-        if self.channels_last:
-            return out.permute(0, 1, 3, 2, 4, 5).reshape(n, h, w, self.out_channels).permute(0, 3, 1, 2)
-        return out.permute(0, 5, 1, 3, 2, 4).reshape(n, self.out_channels, h, w)
+        return out
 
 
 class FastASAPNetGenerator(nn.Module):
