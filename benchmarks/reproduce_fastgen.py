@@ -110,7 +110,11 @@ timing on a shared machine):
 {chr(10).join(speed_rows)}
 
 The wall times of training are dominated by the discriminator and the data, which are the same
-for all three; the generators' own cost shows in the inference table.
+for all three; the generators' own cost shows in the inference table. ASAPNet's speed comes from
+large tiles: with the {summary['asapnet_tile']}-pixel tiles that the paper's rule gives at {budget['size']} px, its low-res stream runs
+on the full-resolution input, so at 256×256 it is hardly faster than SPADE here. The `asapnet-toy`
+preset (8-pixel tiles at 128 px, the input reduced 2× by the fixed filter before a 4× learned stream)
+is the fast configuration, and the full-size comparison is in the README (`bench --compare`).
 
 Generator settings: SPADE ngf {budget['ngf']} (hidden width {budget['spade_hidden']}, batch norm); CLADE ngf {budget['ngf']}
 (batch norm, no ICPE); ASAPNet tile {summary['asapnet_tile']} (learned {summary['asapnet_tile']}×), low-res stream
