@@ -169,6 +169,7 @@ FAST_CASES = {
     "instance channel to the LR stream only": dict(),
     "reflection padding, spectral norm (gather with reflection)": dict(reflection_pad=True, spectral=True),
     "pre-downsampling by 2, edges in the MLP": dict(learned_downsampling=2, lr_instance=False),
+    "pre-downsampling by 4, reflection padding": dict(learned_downsampling=1, reflection_pad=True),
     "batch norm, no positional code, S2 = 1": dict(learned_downsampling=1, norm="batch", positional=False, width=32),
     "lr_instance without an instance channel": dict(has_edge=False),
     "single-layer MLP, no norm": dict(hr_depth=1, norm="none"),

@@ -34,6 +34,7 @@ PreprocessMode = Literal[
     "fixed",
     "none",
 ]
+OffsetsMode = Literal["none", "normalized", "pixels"]
 UPSAMPLING_LAYERS = {"normal": 5, "more": 6, "most": 7}
 
 
@@ -168,9 +169,17 @@ class DataConfig:
     """toy only: how many scenes to generate when no root is given."""
     toy_seed: int = 0
     """toy only: seed of the generated scenes."""
+    offsets: OffsetsMode = "none"
+    """Give every item each pixel's offset from the centre of its class region (``offsets``, (2, H, W):
+    rows, then columns; CLADE-ICPE's input): computed on the raw annotation, then resized, cropped and
+    flipped with it (:mod:`spadekit.data.offsets`). ``normalized`` divides each region's offsets by
+    their largest magnitude (the paper's default), ``pixels`` keeps pixels; ``none``: no map."""
+    offsets_ignore: int | None = 0
+    """The raw label value whose pixels get no offsets (0, the paper's rule; none: every value gets them)."""
 
     def __post_init__(self) -> None:
         _check_choice("data.preprocess", self.preprocess, PreprocessMode)
+        _check_choice("data.offsets", self.offsets, OffsetsMode)
         _check(self.load_size >= 1 and self.crop_size >= 1, "data.load_size and data.crop_size must be >= 1")
         _check(0 <= self.label_offset < 255, "data.label_offset must be in 0..254")
         _check(0 <= self.toy_seed <= MAX_SEED, f"data.toy_seed={self.toy_seed} is not a seed: seeds lie in 0..2**63-1")

@@ -39,6 +39,9 @@ class CheckpointFormat:
     priority: int = 0
     """Formats with a higher priority are detected first (one whose files share another's names
     and that tells itself apart by their content)."""
+    fallback: bool = False
+    """``detect`` only looks at file names that other formats share (``latest_net_G.pth``): tried
+    after every specific format, so a folder is read by the most specific format that claims it."""
 
 
 _FORMATS: dict[str, CheckpointFormat] = {}
@@ -63,8 +66,9 @@ def get_format(name: str) -> CheckpointFormat:
 
 
 def detect_format(directory: Path) -> CheckpointFormat | None:
-    """The first registered format (highest priority first) whose files are in ``directory``, or None."""
-    for fmt in sorted(formats().values(), key=lambda f: -f.priority):
+    """The first registered format whose files are in ``directory``: specific formats before
+    fallbacks, higher priority first among them; None when no format claims it."""
+    for fmt in sorted(formats().values(), key=lambda f: (f.fallback, -f.priority)):
         if fmt.detect(directory):
             return fmt
     return None
@@ -76,3 +80,42 @@ def format_for_method(method: str) -> CheckpointFormat | None:
         if fmt.method == method and fmt.write is not None:
             return fmt
     return None
+
+
+OPTION_FILES = ("opt.json", "opt.txt")
+
+
+def read_official_options(directory: Path) -> dict[str, Any]:
+    """The official run's options saved beside its checkpoints: ``opt.json`` (a JSON object) or the
+    SPADE family's ``opt.txt`` (``name: value [default: ...]`` lines); {} when there is neither.
+    Values of ``opt.txt`` are read as YAML scalars (numbers, booleans, None)."""
+    import json
+
+    import yaml
+
+    from spadekit.errors import CheckpointError
+
+    directory = Path(directory)
+    path = directory / "opt.json"
+    if path.is_file():
+        try:
+            values = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{path}: not a JSON object of options ({exc})") from None
+        if not isinstance(values, dict):
+            raise CheckpointError(f"{path}: not a JSON object of options")
+        return values
+    path = directory / "opt.txt"
+    if not path.is_file():
+        return {}
+    values = {}
+    for line in path.read_text(errors="replace").splitlines():
+        name, colon, rest = line.partition(":")
+        if not colon or not name.strip() or name.strip().startswith("-"):
+            continue
+        text = rest.split("\t[default:")[0].split("[default:")[0].strip()
+        try:
+            values[name.strip()] = yaml.safe_load(text) if text else None
+        except yaml.YAMLError:
+            values[name.strip()] = text
+    return values

@@ -23,12 +23,17 @@ from spadekit.release import SpadeModel, load_state_into
 OFFICIAL_FILES = {"generator": "latest_net_G.pth", "discriminator": "latest_net_D.pth", "encoder": "latest_net_E.pth"}
 
 
-def _read_official(path: Path) -> dict[str, torch.Tensor]:
+def read_official_state(path: Path) -> dict[str, torch.Tensor]:
+    """An official checkpoint file's state dict (``module.`` prefixes dropped); CheckpointError naming
+    the file when it is not a state dict of tensors. Shared by the converters of the SPADE family."""
     state = safe_torch_load(path)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: not a state dict of tensors")
     # Checkpoints saved from a DataParallel/DDP wrapper carry a "module." prefix.
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
+_read_official = read_official_state  # the earlier private name, kept for the converters that use it
 
 
 def _need(state: dict[str, torch.Tensor], key: str, path: Path) -> torch.Tensor:
@@ -183,5 +188,6 @@ register_format(
         detect=lambda directory: (Path(directory) / OFFICIAL_FILES["generator"]).is_file(),
         write=export_official,
         options_from_file=options_from_file,
+        fallback=True,  # any folder with latest_net_G.pth: CLADE's and ASAPNet's share the file names
     )
 )

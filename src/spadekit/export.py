@@ -10,6 +10,9 @@ weights (so it has no hooks and no power iteration). Its inputs:
 ``z`` (generators with a latent only: SPADE's VAE, OASIS's noise)
     (N, latent_dim) float32 latent; ``z ~ N(0, I)`` samples a style or a noise, the style
     encoder's ``mu`` fixes one. The same seed gives the same ``z`` as :class:`~spadekit.Pipeline`.
+further inputs a generator declares in ``extra_inputs`` (name → channels), e.g. CLADE-ICPE's ``dist``
+    (N, 2, H, W) float32 intra-class offsets (:func:`spadekit.data.offsets.intra_class_offsets` of
+    the label map), which the exported graph cannot compute itself.
 
 A generator whose input is not one label map declares its channels as ``in_channels`` (BachGAN:
 the box layout and the k retrieved layouts, ``(1 + k)·C``, built by
@@ -37,14 +40,19 @@ FORMATS = ("onnx", "torchscript")
 
 
 class ExportGenerator(nn.Module):
-    """The generator in export form: positional inputs, spectral norm folded."""
+    """The generator in export form: positional inputs (semantics, then ``z`` when ``latent``, then
+    the ``extras`` by name), spectral norm folded."""
 
-    def __init__(self, generator: nn.Module):
+    def __init__(self, generator: nn.Module, latent: bool = False, extras: tuple[str, ...] = ()):
         super().__init__()
         self.generator = fold_spectral_norm(copy.deepcopy(generator)).eval()
+        self.latent = latent
+        self.extras = tuple(extras)
 
-    def forward(self, semantics: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        return self.generator(semantics, z)
+    def forward(self, semantics: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+        z = inputs[0] if self.latent else None
+        named = dict(zip(self.extras, inputs[int(self.latent) :]))
+        return self.generator(semantics, z, **named)
 
 
 def fold_spectral_norm(network: nn.Module) -> nn.Module:
@@ -77,6 +85,15 @@ def input_channels(model: SpadeModel) -> int:
     return int(getattr(model.generator, "in_channels", None) or model.config.model.semantic_nc)
 
 
+def extra_inputs(model: SpadeModel) -> dict[str, int]:
+    """Inputs the generator takes besides semantics and z (name → channels)."""
+    return dict(getattr(model.generator, "extra_inputs", None) or {})
+
+
+def input_names(model: SpadeModel) -> list[str]:
+    return ["semantics"] + (["z"] if latent_dim(model) is not None else []) + list(extra_inputs(model))
+
+
 def describe(model: SpadeModel, size: tuple[int, int]) -> dict:
     """What a deployed file needs to know: input layout, classes and colours."""
     m = model.config.model
@@ -87,6 +104,7 @@ def describe(model: SpadeModel, size: tuple[int, int]) -> dict:
         "inputs": {
             "semantics": ["N", input_channels(model), size[1], size[0]],
             **({"z": ["N", z_dim]} if z_dim is not None else {}),
+            **{name: ["N", channels, size[1], size[0]] for name, channels in extra_inputs(model).items()},
         },
         "output": {"image": ["N", 3, size[1], size[0]], "range": [-1, 1]},
         "label_nc": m.label_nc,
@@ -98,7 +116,8 @@ def describe(model: SpadeModel, size: tuple[int, int]) -> dict:
 
 
 def example_inputs(model: SpadeModel, size: tuple[int, int], batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """A random valid input (one-hot semantics, and ``z`` for generators with a latent) at ``size``."""
+    """A random valid input (one-hot semantics, ``z`` for generators with a latent, extra inputs in
+    [-1, 1]) at ``size``, in :func:`input_names` order."""
     m = model.config.model
     gen = torch.Generator().manual_seed(seed)
     channels = input_channels(model)
@@ -111,10 +130,13 @@ def example_inputs(model: SpadeModel, size: tuple[int, int], batch: int = 1, see
     semantics = torch.zeros(batch, classes, size[1], size[0]).scatter_(1, index, 1.0)
     if m.use_instance:
         semantics = torch.cat([semantics, (torch.rand(batch, 1, size[1], size[0], generator=gen) < 0.1).float()], 1)
+    inputs = [semantics]
     z_dim = latent_dim(model)
     if z_dim is not None:
-        return semantics, torch.randn(batch, z_dim, generator=gen)
-    return (semantics,)
+        inputs.append(torch.randn(batch, z_dim, generator=gen))
+    for channels in extra_inputs(model).values():
+        inputs.append(torch.rand(batch, channels, size[1], size[0], generator=gen) * 2 - 1)
+    return tuple(inputs)
 
 
 def export_model(model: SpadeModel, fmt: str, out: str | Path, size: tuple[int, int] | None = None, opset: int = 17) -> Path:
@@ -130,7 +152,8 @@ def export_model(model: SpadeModel, fmt: str, out: str | Path, size: tuple[int, 
         raise ConfigError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
     size = tuple(size) if size is not None else tuple(model.output_size)
     model = model_at_size(model, size)
-    wrapper = ExportGenerator(model.generator.float().cpu()).eval()
+    extras = tuple(extra_inputs(model))
+    wrapper = ExportGenerator(model.generator.float().cpu(), latent_dim(model) is not None, extras).eval()
     inputs = example_inputs(model, size)
     meta = json.dumps(describe(model, size))
     out = Path(out)
@@ -138,7 +161,7 @@ def export_model(model: SpadeModel, fmt: str, out: str | Path, size: tuple[int, 
     def write_onnx(tmp: Path) -> None:
         import onnx
 
-        names = ["semantics", "z"][: len(inputs)]
+        names = input_names(model)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript-based exporter is deprecated but needs no extra packages
             torch.onnx.export(
@@ -178,13 +201,15 @@ def check_export(model: SpadeModel, fmt: str, path: str | Path, size: tuple[int,
     size = tuple(size) if size is not None else tuple(model.output_size)
     model = model_at_size(model, size)
     inputs = example_inputs(model, size, batch=2, seed=1)
+    names = input_names(model)
+    z = inputs[names.index("z")] if "z" in names else None
+    named = {name: inputs[names.index(name)] for name in extra_inputs(model)}
     with torch.no_grad():
-        reference = model.generator.float().cpu().eval()(*inputs)
+        reference = model.generator.float().cpu().eval()(inputs[0], z, **named)
     if fmt == "onnx":
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        names = [i.name for i in session.get_inputs()]
         output = torch.from_numpy(session.run(None, {n: t.numpy() for n, t in zip(names, inputs)})[0])
     else:
         with warnings.catch_warnings():

@@ -486,8 +486,6 @@ def model_at_size(model: SpadeModel, size: tuple[int, int]) -> SpadeModel:
     layer, though a model sees its training scale best. A generator whose weights fix the size (a
     VAE's ``fc``) is refused with the reason.
     """
-    import dataclasses
-
     from spadekit.errors import CheckpointError, ConfigError
     from spadekit.release import load_state_into
 
@@ -497,8 +495,7 @@ def model_at_size(model: SpadeModel, size: tuple[int, int]) -> SpadeModel:
         return model
     m = model.config.model
     try:
-        new_model = dataclasses.replace(m, width=size[0], aspect_ratio=size[0] / size[1])
-        config = dataclasses.replace(model.config, model=new_model)
+        config = model.method.config_at_size(model.config, size)
         reached = model.method.size_of(config)
     except ConfigError as exc:
         raise ConfigError(f"size {size[0]}x{size[1]}: {exc}") from None

@@ -14,6 +14,7 @@ import os
 import pickle
 import tempfile
 import zipfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -87,6 +88,25 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def official_state(network: torch.nn.Module) -> "OrderedDict[str, torch.Tensor]":
+    """A network's state dict as the official PyTorch codes save it: detached CPU copies in module
+    order, with the ``_metadata`` (spectral-norm versions) that ``load_state_dict`` reads back."""
+    source = network.state_dict()
+    state = OrderedDict((k, v.detach().cpu().clone()) for k, v in source.items())
+    state._metadata = getattr(source, "_metadata", None)  # type: ignore[attr-defined]
+    return state
+
+
+def checkpoint_keys(path: Path) -> set[str]:
+    """The keys of a state-dict checkpoint, read memory-mapped (cheap for large files); an empty set
+    when the file is missing or is not a state dict (for format detection, which must not raise)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001  (any unreadable file is simply "not this format")
+        return set()
+    return {k[len("module."):] if k.startswith("module.") else k for k in state} if isinstance(state, dict) else set()
 
 
 def safe_torch_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:

@@ -52,13 +52,18 @@ class SpadeObjective(nn.Module):
         self.kl_scale = kl_scale
         self.global_batch = global_batch
 
+    def generator_inputs(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Keyword inputs of the generator besides semantics and z, from ``batch.extras`` (none for
+        SPADE; a method whose generator takes more, e.g. CLADE-ICPE's offset map, overrides this)."""
+        return {}
+
     def generate(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """(fake, mu, logvar); mu/logvar are None without the encoder."""
         mu = logvar = z = None
         if self.encoder is not None:
             mu, logvar = self.encoder(batch.image)
             z = reparameterize(mu, logvar)
-        return self.generator(batch.semantics, z), mu, logvar
+        return self.generator(batch.semantics, z, **self.generator_inputs(batch)), mu, logvar
 
     def discriminate(self, batch: Batch, fake: torch.Tensor) -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]]]:
         """D on fake and real pairs in one batch; returns (fake outputs, real outputs) per scale."""
@@ -73,6 +78,14 @@ class SpadeObjective(nn.Module):
     def generator_losses(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         """(total, named terms, fake images) for the generator (and encoder) update."""
         fake, mu, logvar = self.generate(batch)
+        terms = self.generator_terms(batch, fake, mu, logvar)
+        total = torch.stack([t.float() for t in terms.values()]).sum()
+        return total, terms, fake
+
+    def generator_terms(
+        self, batch: Batch, fake: torch.Tensor, mu: torch.Tensor | None, logvar: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """The named generator terms for ``fake`` (GAN, feature matching, VGG, KL when ``mu`` is given)."""
         fake_out, real_out = self.discriminate(batch, fake)
         terms = {"G_GAN": gan_loss(fake_out, self.losses.gan_mode, True, for_discriminator=False)}
         if self.losses.feature_matching and self.losses.lambda_feat > 0:
@@ -82,8 +95,7 @@ class SpadeObjective(nn.Module):
         if mu is not None:
             share = self.global_batch / mu.shape[0] if self.global_batch else 1.0
             terms["KLD"] = kl_loss(mu, logvar) * (self.losses.lambda_kld * self.kl_scale * share)
-        total = torch.stack([t.float() for t in terms.values()]).sum()
-        return total, terms, fake
+        return terms
 
     def discriminator_losses(self, batch: Batch, fake: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(total, named terms) for the discriminator update; ``fake`` is detached here (None: generate
@@ -109,4 +121,4 @@ class SpadeObjective(nn.Module):
             encoder.eval()
             z, _ = encoder(batch.image)
             encoder.train(was_training)
-        return generator(batch.semantics, z)
+        return generator(batch.semantics, z, **self.generator_inputs(batch))

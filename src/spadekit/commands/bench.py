@@ -32,6 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--compile", action="store_true", help="also torch.compile the fast path")
     parser.add_argument("--paths", default="plain,fast", help="comma-separated paths to time: plain, fast (default both)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--compare", metavar="METHODS",
+                        help="time these methods side by side instead (comma-separated, e.g. spade,clade,asapnet): each "
+                        "built from its preset for --preset-size with random weights, on its inference path (fast where "
+                        "it has one), interleaved, with img/s, the ratio to SPADE's fast path, FLOPs per image and peak memory")
+    parser.add_argument("--preset-size", default="coco", metavar="DATASET",
+                        help="with --compare: the dataset whose presets give the size and classes (coco: 256x256, "
+                        "cityscapes: 512x256, ...; default coco); --size overrides the size")
     parser.add_argument("--json", dest="json_out", help="write the full report as JSON here")
     parser.set_defaults(handler=run)
 
@@ -51,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.compare:
+        return _compare(args)
     paths = tuple(p.strip() for p in args.paths.split(",") if p.strip())
     if not paths or any(p not in ("plain", "fast") for p in paths):
         raise ConfigError(f"--paths {args.paths!r}: choose from plain, fast")
@@ -95,3 +104,27 @@ def _load(args: argparse.Namespace):
 
     print(f"building preset {args.preset!r} with random weights (batch-norm statistics calibrated on the bench inputs)")
     return random_model(args.preset, calibration_batch=max(2, args.batch))
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from spadekit.bench_compare import compare_methods, format_compare
+    from spadekit.commands._options import pick_device
+    from spadekit.data.inputs import parse_size
+    from spadekit.errors import ConfigError
+    from spadekit.io import atomic_write_text
+
+    if args.model or args.preset:
+        raise ConfigError("--compare builds each method from its preset for --preset-size: drop --model / --preset")
+    if args.batch < 1 or args.iters < 1:
+        raise ConfigError("--batch and --iters must be >= 1")
+    size = parse_size(args.size, "--size") if args.size else None
+    methods = [m.strip() for m in args.compare.split(",") if m.strip()]
+    report = compare_methods(methods, args.preset_size, size, args.batch, args.iters, args.warmup, pick_device(args.device))
+    print(format_compare(report))
+    if args.json_out:
+        atomic_write_text(Path(args.json_out), json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json_out}")
+    return 0

@@ -103,8 +103,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         config, init_model = resolve_config(args)
         from spadekit.data.transforms import check_training_sizes
+        from spadekit.methods import method_of
 
-        check_training_sizes(config.model, config.data)  # before anything is built, the dry run included
+        # Before anything is built, the dry run included.
+        check_training_sizes(config.model, config.data, method_of(config).training_size_of(config))
         if args.dry_run:
             return _dry_run(config, env, args)
         from spadekit.training.setup import build_trainer

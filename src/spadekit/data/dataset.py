@@ -5,6 +5,7 @@ Every item is a dict::
     label     (1, H, W) int64   class ids; 255 (don't-care) already mapped to label_nc
     instance  (1, H, W) int64   instance ids (only when the configuration uses instances)
     image     (3, H, W) float32 photo in [-1, 1]
+    offsets   (2, H, W) float32 intra-class offsets (only with ``data.offsets``; :mod:`spadekit.data.offsets`)
     path      str               the photo's path (``toy:<split>/<index>`` for generated toy scenes)
 
 Bad files raise :class:`~spadekit.errors.DataError` with the file name and the problem, in the main
@@ -17,6 +18,7 @@ bring its own maps along with the same geometry (BachGAN's retrieved layouts).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -133,13 +135,60 @@ def shift_label_ids(ids: np.ndarray, offset: int) -> np.ndarray:
 
 
 def _finish(
-    label: torch.Tensor, image: torch.Tensor, instance: torch.Tensor | None, label_nc: int, contain_dontcare: bool, path: str
+    label: torch.Tensor,
+    image: torch.Tensor,
+    instance: torch.Tensor | None,
+    label_nc: int,
+    contain_dontcare: bool,
+    path: str,
+    offsets: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     label = map_dontcare(label, label_nc, contain_dontcare, source=path)
     item: dict[str, Any] = {"label": label, "image": image, "path": path}
     if instance is not None:
         item["instance"] = instance
+    if offsets is not None:
+        item["offsets"] = offsets
     return item
+
+
+def _finish_raw(
+    raw: "RawSample",
+    preprocess: Preprocess,
+    params: Params | None,
+    label_nc: int,
+    contain_dontcare: bool,
+    offsets: "OffsetMaps | None",
+) -> dict[str, Any]:
+    """The item of a loaded sample: one crop/flip draw (``params`` or a fresh one) for every picture
+    and, with ``offsets``, the intra-class offset map of its annotation."""
+    params = params if params is not None else preprocess.sample(*raw.label.size)
+    label_t, image_t, instance_t = transform_triplet(raw.label, raw.image, raw.instance, preprocess, params=params)
+    offset_map = None
+    if offsets is not None:
+        annotation = raw.annotation if raw.annotation is not None else np.asarray(raw.label)
+        offset_map = offsets.make(annotation, preprocess, params)
+    return _finish(label_t, image_t, instance_t, label_nc, contain_dontcare, raw.path, offset_map)
+
+
+@dataclass(frozen=True)
+class OffsetMaps:
+    """Which intra-class offset maps items carry (``data.offsets``, ``data.offsets_ignore``)."""
+
+    normalize: bool = True
+    ignore_value: int | None = 0
+
+    @classmethod
+    def from_config(cls, data: DataConfig) -> "OffsetMaps | None":
+        if data.offsets == "none":
+            return None
+        return cls(data.offsets == "normalized", data.offsets_ignore)
+
+    def make(self, raw_ids: np.ndarray, preprocess: Preprocess, params: Params) -> torch.Tensor:
+        """The (2, H, W) map of a raw annotation, transformed like its label map."""
+        from spadekit.data.offsets import intra_class_offsets, transform_offsets
+
+        return transform_offsets(intra_class_offsets(raw_ids, self.normalize, self.ignore_value), preprocess, params)
 
 
 # ------------------------------------------------------------------------------ datasets
@@ -155,6 +204,9 @@ class RawSample(NamedTuple):
     instance: Image.Image | None
     path: str
     """The photo's path (``toy:<split>/<index>`` for generated toy scenes)."""
+    annotation: np.ndarray | None = None
+    """The ids as the file has them (before ``data.label_offset``): intra-class offsets are
+    computed on them, as the official code does."""
 
 
 class PairedDataset(Dataset):
@@ -173,12 +225,14 @@ class PairedDataset(Dataset):
         check_hint: str | None = None,
         read_label: Callable[[Path], np.ndarray] | None = None,
         photo_to_label_size: bool = False,
+        offsets: OffsetMaps | None = None,
     ) -> None:
         self.samples = list(samples)
         self.read_label = read_label
         """Turns a sample's label key into ids (formats without one label file per sample)."""
         self.photo_to_label_size = photo_to_label_size
         """Resize photos (bicubic) to their label map's size instead of refusing another size."""
+        self.offsets = offsets
         self.label_offset = label_offset
         self.check_hint = check_hint
         """Appended to errors about a file (which command lists every bad file at once)."""
@@ -229,17 +283,16 @@ class PairedDataset(Dataset):
                     f"{path}: size {other.size[0]}x{other.size[1]} differs from its label map {sample.label} "
                     f"({label.size[0]}x{label.size[1]})"
                 )
-        ids = np.asarray(label)
+        raw = ids = np.asarray(label)
         if self.label_offset:
             ids = shift_label_ids(ids, self.label_offset)
             label = Image.fromarray(ids.astype(np.uint8 if int(ids.max(initial=0)) < 256 else np.int32))
         check_label_ids(ids, self.label_nc, self.contain_dontcare, sample.label)
-        return RawSample(label, image.convert("RGB") if image is not None else None, instance, str(sample.image))
+        return RawSample(label, image.convert("RGB") if image is not None else None, instance, str(sample.image), raw)
 
     def finish(self, raw: RawSample, params: Params | None = None) -> dict[str, Any]:
         """The item of a loaded sample: ``params`` (or a fresh draw) crop and flip every picture."""
-        label_t, image_t, instance_t = transform_triplet(raw.label, raw.image, raw.instance, self.preprocess, params=params)
-        return _finish(label_t, image_t, instance_t, self.label_nc, self.contain_dontcare, raw.path)
+        return _finish_raw(raw, self.preprocess, params, self.label_nc, self.contain_dontcare, self.offsets)
 
 
 class ToySceneDataset(Dataset):
@@ -259,6 +312,7 @@ class ToySceneDataset(Dataset):
         use_instance: bool = True,
         label_nc: int = len(TOY_CLASSES),
         cache: bool = False,
+        offsets: OffsetMaps | None = None,
     ) -> None:
         if num_scenes < 1:
             raise ConfigError("data.toy_scenes must be >= 1")
@@ -274,6 +328,7 @@ class ToySceneDataset(Dataset):
         self.label_nc = label_nc
         self.contain_dontcare = False
         self.class_names = TOY_CLASSES
+        self.offsets = offsets
         self._cache: dict[int, ToyScene] | None = {} if cache else None
 
     def __len__(self) -> int:
@@ -309,8 +364,7 @@ class ToySceneDataset(Dataset):
 
     def finish(self, raw: RawSample, params: Params | None = None) -> dict[str, Any]:
         """The item of a loaded scene: ``params`` (or a fresh draw) crop and flip every picture."""
-        label_t, image_t, instance_t = transform_triplet(raw.label, raw.image, raw.instance, self.preprocess, params=params)
-        return _finish(label_t, image_t, instance_t, self.label_nc, False, raw.path)
+        return _finish_raw(raw, self.preprocess, params, self.label_nc, False, self.offsets)
 
 
 # ------------------------------------------------------------------------------ entry points
@@ -349,7 +403,8 @@ def open_dataset(
     if data.format == "toy" and root is None:
         size = (data.crop_size, round(data.crop_size / model.aspect_ratio))
         return ToySceneDataset(
-            data.toy_scenes, data.toy_seed, split, size, preprocess, model.use_instance, model.label_nc
+            data.toy_scenes, data.toy_seed, split, size, preprocess, model.use_instance, model.label_nc,
+            offsets=OffsetMaps.from_config(data),
         )
     if root is None:
         raise ConfigError(f"data.format={data.format!r} needs a dataset root (data.root=PATH)")
@@ -370,6 +425,7 @@ def open_dataset(
         check_hint=check_hint(root, preset),
         read_label=LABEL_READERS.get(data.format),
         photo_to_label_size=data.format in PHOTOS_TO_LABEL_SIZE,
+        offsets=OffsetMaps.from_config(data),
     )
 
 

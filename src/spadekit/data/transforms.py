@@ -157,11 +157,12 @@ def training_image_size(data: DataConfig, model: ModelConfig) -> tuple[int, int]
     return None
 
 
-def check_training_sizes(model: ModelConfig, data: DataConfig) -> None:
-    """ConfigError, naming both fields, when the training images and the generator's output differ in
+def check_training_sizes(model: ModelConfig, data: DataConfig, output_size: tuple[int, int] | None = None) -> None:
+    """ConfigError, naming both fields, when the training images and the generator's output
+    (``output_size``, default ``model.output_size``; a method may size its output otherwise) differ in
     size (the discriminator compares them: training would crash at the first step)."""
     size = training_image_size(data, model)
-    out = tuple(model.output_size)
+    out = tuple(output_size) if output_size is not None else tuple(model.output_size)
     if size is None or tuple(size) == out:
         return
     if out[0] != out[1] and "crop" in data.preprocess:  # square crops cannot feed a non-square generator
@@ -200,7 +201,8 @@ def transform_triplet(
     generator: torch.Generator | None = None,
     params: Params | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Apply one shared random crop/flip to a sample (``params``, or drawn now).
+    """Apply one shared random crop/flip to a sample (``params``: that draw, when the caller made it
+    to transform more maps of the sample alike).
 
     The three pictures must have the same size (callers check and name the files).
     Returns ``label`` (1, H, W) int64, ``image`` (3, H, W) float in [-1, 1], ``instance`` (1, H, W) int64 or None.

@@ -68,6 +68,13 @@ class Method:
     """Extra checks of a config that uses this method (raise ConfigError)."""
     output_size: Callable[[Config], tuple[int, int]] | None = None
     """(width, height) of generated images; default ``config.model.output_size``."""
+    training_size: Callable[[Config], tuple[int, int]] | None = None
+    """(width, height) the training images must have; default :attr:`output_size` (a method whose
+    generated output is not what the data feeds, e.g. Semantic Palette's small layouts, says so)."""
+    at_size: Callable[[Config, tuple[int, int]], Config] | None = None
+    """``(config, (width, height)) -> config`` of the same weights at another output size (raise
+    ConfigError when it cannot run there); default: ``model.width`` and ``model.aspect_ratio`` replaced.
+    For methods whose weights depend on options derived from the size (ASAPNet's tile size)."""
     release_parts: tuple[str, ...] = ("generator", "discriminator", "encoder")
     """Networks a release model holds (those the model has)."""
     capabilities: frozenset[str] = frozenset()
@@ -111,3 +118,17 @@ class Method:
         if self.output_size is not None:
             return self.output_size(config)
         return tuple(config.model.output_size)  # type: ignore[return-value]
+
+    def training_size_of(self, config: Config) -> tuple[int, int]:
+        if self.training_size is not None:
+            return self.training_size(config)
+        return self.size_of(config)
+
+    def config_at_size(self, config: Config, size: tuple[int, int]) -> Config:
+        """The config of the same weights at output size ``size`` (width, height); see :attr:`at_size`."""
+        import dataclasses
+
+        if self.at_size is not None:
+            return self.at_size(config, size)
+        model = dataclasses.replace(config.model, width=int(size[0]), aspect_ratio=size[0] / size[1])
+        return dataclasses.replace(config, model=model)

@@ -230,7 +230,7 @@ def build_trainer(
     run_dir = Path(run_dir)
     say = log if env.is_main else (lambda _text: None)
     method = method_of(config)
-    check_training_sizes(config.model, config.data)  # before anything is built or read
+    check_training_sizes(config.model, config.data, method.training_size_of(config))  # before anything is built or read
 
     vgg = build_vgg(config)  # before anything else: a missing weights file stops the run before step 1
     if dataset is None:

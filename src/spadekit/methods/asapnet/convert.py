@@ -15,7 +15,6 @@ don't-care and the instance channel.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -23,9 +22,9 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from spadekit.convert import _read_official
+from spadekit.convert import read_official_state
 from spadekit.errors import CheckpointError, ConfigError
-from spadekit.io import atomic_torch_save
+from spadekit.io import atomic_torch_save, official_state
 from spadekit.methods.asapnet.discriminator import ASAPNetDiscriminator
 from spadekit.methods.asapnet.generator import ASAPNetGenerator, check_downsampling
 from spadekit.methods.asapnet.pixelmlp import positional_channels
@@ -227,7 +226,7 @@ def load_official(directory: str | Path, options: Mapping[str, Any] | None = Non
     g_path = directory / OFFICIAL_FILES["generator"]
     if not g_path.is_file():
         raise CheckpointError(f"{g_path}: file not found (expected the official generator checkpoint)")
-    g_state = _read_official(g_path)
+    g_state = read_official_state(g_path)
     g_kwargs, resolved = generator_options(g_state, g_path, options)
     try:
         generator = ASAPNetGenerator(**g_kwargs)
@@ -237,20 +236,12 @@ def load_official(directory: str | Path, options: Mapping[str, Any] | None = Non
     result = OfficialASAPNet(generator=generator.eval(), options=resolved, kwargs={"generator": g_kwargs})
     d_path = directory / OFFICIAL_FILES["discriminator"]
     if d_path.is_file():
-        d_state = _read_official(d_path)
+        d_state = read_official_state(d_path)
         d_kwargs = discriminator_options(d_state, d_path, options)
         discriminator = ASAPNetDiscriminator(**d_kwargs)
         load_state_into(discriminator, d_state, d_path)
         result.discriminator, result.kwargs["discriminator"] = discriminator.eval(), d_kwargs
     return result
-
-
-def official_state(network: nn.Module) -> "OrderedDict[str, torch.Tensor]":
-    """A network's state dict as the official code saves it (CPU tensors, spectral-norm metadata kept)."""
-    source = network.state_dict()
-    state = OrderedDict((k, v.detach().cpu().clone()) for k, v in source.items())
-    state._metadata = getattr(source, "_metadata", None)  # type: ignore[attr-defined]
-    return state
 
 
 def save_official(directory: str | Path, generator: ASAPNetGenerator, discriminator: nn.Module | None = None) -> list[Path]:

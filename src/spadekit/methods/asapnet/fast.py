@@ -2,6 +2,11 @@
 
 Exact rewrites of the eval-mode network (outputs agree to float rounding):
 
+* **The fixed pre-downsampling on class indices.** When the tile size exceeds the learned factor, the
+  one-hot input goes through the separable tent filter first. Along the width, on one-hot rows, the
+  filter is a weighted class histogram: each tap adds its weight to the bin of the class it reads
+  (a ``scatter_add`` per tap on the index map), so the full-resolution one-hot is never built; along
+  the height it is a weighted sum of strided row slices. Reflection padding reflects the index map.
 * **Low-res stream:** spectral norm folded into plain convolutions, eval-mode batch norm folded into
   the preceding convolution. (It stays channels-first: on CPU, channels-last makes its instance norms
   and its wide convolutions on tiny maps slower, not faster.) When the stream sees the full-resolution
@@ -13,8 +18,15 @@ Exact rewrites of the eval-mode network (outputs agree to float rounding):
   of one weight row of its cell, plus a product with the positional part only. The positional code
   is the same in every tile (it is the position inside the tile), so it is a (k², P) matrix, not a
   full-resolution map.
-* **The other layers as batched matrix products** (``baddbmm``) on the parameters laid out
-  cell-major (one copy of the low-res output).
+* **Parameters predicted cell-major.** The final 1×1 conv of the low-res stream is one matrix
+  product whose rows are the cells, so each cell's parameter vector is contiguous for the pixel MLP
+  (no transposed copy of the low-res output).
+* **The other layers as batched matrix products** (``bmm``) with each layer's weights gathered into
+  one contiguous (cells, in, out) block first (a strided batch makes the CPU kernel copy every
+  cell's matrix separately), and the positional part of the first layer as one matrix product.
+* **A few cells at a time.** The MLP's layers are narrow (64 wide by default), so running each
+  layer over the whole image is bound by memory traffic; the cells go through all layers in chunks
+  of about 4096 pixels, whose activations stay in the CPU cache.
 
 Input: class indices ``(N, H, W)`` int64 and the edge map ``(N, 1, H, W)`` instead of the one-hot
 tensor; :meth:`FastASAPNetGenerator.forward_semantics` accepts one-hot semantics for drop-in use.
@@ -30,6 +42,7 @@ from torch import nn
 
 from spadekit.fast import OneHotConv, plain_conv, tap_index, tap_values
 from spadekit.methods.asapnet.generator import ASAPNetGenerator, check_tile_size
+from spadekit.methods.asapnet.layers import TentDownsample
 from spadekit.methods.asapnet.lowres import LowResBlock, LowResStream
 from spadekit.methods.asapnet.pixelmlp import PixelMLP, positional_encoding
 
@@ -81,6 +94,54 @@ def reflect_tap_values(edges: torch.Tensor, kernel: int) -> torch.Tensor:
     return torch.stack(taps, dim=-1).reshape(n * h * w, kernel * kernel)
 
 
+class FastTent(nn.Module):
+    """:class:`~spadekit.methods.asapnet.layers.TentDownsample` of ``[one-hot(index), edges?]`` without
+    building the one-hot (see the module docstring).
+
+    Forward: ``index`` (N, H, W), ``edges`` (N, 1, H, W) or None, ``dtype`` → (N, C (+1), H / s, W / s).
+    """
+
+    def __init__(self, tent: TentDownsample, num_classes: int, has_edge: bool):
+        super().__init__()
+        self.stride = tent.stride
+        self.num_classes = num_classes
+        self.has_edge = has_edge
+        self.register_buffer("kernel", tent.kernel_w.detach()[0, 0, 0].clone(), persistent=False)
+
+    def _rows(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The filter along the height with stride s: (..., H + 2p, w) → ``out`` (..., H / s, w)."""
+        s, taps = self.stride, self.kernel.tolist()
+        rows = out.shape[-2]
+        for t, weight in enumerate(taps):
+            part = x[..., t : t + s * (rows - 1) + 1 : s, :]
+            if t == 0:
+                torch.mul(part, weight, out=out)
+            else:
+                out.add_(part, alpha=weight)
+        return out
+
+    def forward(self, index: torch.Tensor, edges: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+        n, h, w = index.shape
+        s, p = self.stride, self.stride // 2
+        ho, wo = h // s, w // s
+        kernel = self.kernel.to(dtype)
+        padded = F.pad(index[:, None].to(dtype), (p, p, p, p), mode="reflect")[:, 0].long()
+        # Along the width: every tap adds its weight to the class it reads, per padded row and output column.
+        histogram = torch.zeros(n, self.num_classes, h + 2 * p, wo, dtype=dtype, device=index.device)
+        for t in range(2 * s):
+            classes = padded[:, :, t : t + s * (wo - 1) + 1 : s].unsqueeze(1)
+            histogram.scatter_add_(1, classes, kernel[t].expand(classes.shape))
+        out = torch.empty(n, self.num_classes + int(self.has_edge), ho, wo, dtype=dtype, device=index.device)
+        self._rows(histogram, out[:, : self.num_classes])
+        if self.has_edge:
+            e = F.pad(edges.to(dtype), (p, p, p, p), mode="reflect")[:, 0]
+            across = torch.zeros(n, h + 2 * p, wo, dtype=dtype, device=index.device)
+            for t, weight in enumerate(kernel.tolist()):
+                across.add_(e[:, :, t : t + s * (wo - 1) + 1 : s], alpha=weight)
+            self._rows(across, out[:, self.num_classes])
+        return out
+
+
 class FastLowResStream(nn.Module):
     """Inference form of :class:`LowResStream`; with ``gather`` the first conv reads class indices.
 
@@ -101,9 +162,19 @@ class FastLowResStream(nn.Module):
             self.head = OneHotConv(conv.weight, conv.bias, num_classes, has_edge)
             self.head_norm = first[1] if isinstance(first, nn.Sequential) else nn.Identity()
             layers = layers[start + 1 :]
+        final = layers.pop()  # the 1x1 parameter predictor, run as a matrix product over cells
         self.body = nn.Sequential(*layers)
+        self.register_buffer("predictor_weight", final.weight.detach().flatten(1).t().contiguous())
+        self.register_buffer("predictor_bias", final.bias.detach().clone())
 
     def forward(self, x: torch.Tensor, edges: torch.Tensor | None = None) -> torch.Tensor:
+        """The parameters (N, num_params, H / S2, W / S2), a channels-last view of cell-major rows."""
+        features = self.features(x, edges)
+        n, c, h, w = features.shape
+        rows = torch.addmm(self.predictor_bias, features.permute(0, 2, 3, 1).reshape(n * h * w, c), self.predictor_weight)
+        return rows.view(n, h, w, -1).permute(0, 3, 1, 2)
+
+    def features(self, x: torch.Tensor, edges: torch.Tensor | None = None) -> torch.Tensor:
         if self.gather:
             n, h, w = x.shape
             if self.reflect:
@@ -151,34 +222,55 @@ class FastPixelMLP(nn.Module):
         k = self.tile
         hl, wl = params.shape[-2:]
         cells = n * hl * wl
-        # Cell-major parameters: row c holds the vector of cell c = (n, row, column).
+        # Cell-major parameters: row c holds the vector of cell c = (n, row, column) (free when the
+        # low-res stream made them cell-major).
         flat = params.permute(0, 2, 3, 1).reshape(cells, self.num_params)
+        # Pixel indices tile by tile: (N, H, W) → (cells, k²).
+        tiles = index.view(n, hl, k, wl, k).permute(0, 1, 3, 2, 4).reshape(cells, k * k)
+        edge_tiles = None
+        if self.edge_in_mlp:
+            edge_tiles = edges.view(n, hl, k, wl, k).permute(0, 1, 3, 2, 4).reshape(cells, k * k, 1).to(flat.dtype)
+        out = torch.empty(cells, k * k, self.out_channels, dtype=flat.dtype, device=flat.device)
+        # A few cells at a time: every layer's activations stay in the CPU cache (the layers are
+        # narrow, so a whole-image pass per layer is bound by memory traffic, not arithmetic).
+        step = max(1, self.CHUNK_PIXELS // (k * k))
+        for start in range(0, cells, step):
+            part = slice(start, min(cells, start + step))
+            out[part] = self._cells(flat[part], tiles[part], edge_tiles[part] if edge_tiles is not None else None)
+        out = out.view(n, hl, wl, k, k, self.out_channels)
+        if self.channels_last:
+            return out.permute(0, 1, 3, 2, 4, 5).reshape(n, h, w, self.out_channels).permute(0, 3, 1, 2)
+        return out.permute(0, 5, 1, 3, 2, 4).reshape(n, self.out_channels, h, w)
+
+    CHUNK_PIXELS = 4096
+    """Pixels per chunk of cells (a 64-wide activation of 4096 pixels is 1 MiB)."""
+
+    def _cells(self, flat: torch.Tensor, tiles: torch.Tensor, edge_tiles: torch.Tensor | None) -> torch.Tensor:
+        """The MLP of ``c`` cells: parameters (c, P), class indices (c, k²), edges (c, k², 1) → (c, k², out)."""
+        cells, pixels = tiles.shape
         (bias, weight), nco = self.slices[0], self.channels[1]
         w1 = flat[:, weight].view(cells, self.channels[0], nco)
         table = w1[:, : self.present_classes]
         if self.present_classes < self.num_classes:
             # A class that lr_instance dropped from the MLP input contributes nothing.
             table = F.pad(table, (0, 0, 0, self.num_classes - self.present_classes))
-        # Pixel indices tile by tile: (N, H, W) → (cells, k²), offset into each cell's table rows.
-        tiles = index.view(n, hl, k, wl, k).permute(0, 1, 3, 2, 4).reshape(cells, k * k)
-        rows = tiles + torch.arange(cells, device=index.device)[:, None] * self.num_classes
+        rows = tiles + torch.arange(cells, device=tiles.device)[:, None] * self.num_classes
         out = F.embedding(rows, table.reshape(cells * self.num_classes, nco))
         out += flat[:, bias].unsqueeze(1)
-        if self.edge_in_mlp:
-            edge_tiles = edges.view(n, hl, k, wl, k).permute(0, 1, 3, 2, 4).reshape(cells, k * k, 1).to(out.dtype)
+        if edge_tiles is not None:
             out.addcmul_(edge_tiles, w1[:, self.num_classes].unsqueeze(1))
         if self.code is not None:
-            out.baddbmm_(self.code.to(out.dtype).expand(cells, -1, -1), w1[:, self.label_rows :])
+            # code (k², P) times every cell's (P, out) block at once: one (k², P) x (P, cells·out) product.
+            positional = w1[:, self.label_rows :].permute(1, 0, 2).reshape(-1, cells * nco)
+            out += (self.code.to(out.dtype) @ positional).view(pixels, cells, nco).transpose(0, 1)
         last = len(self.slices) - 1
         for layer in range(len(self.slices)):
             if layer:
                 (bias, weight), nci, nco = self.slices[layer], self.channels[layer], self.channels[layer + 1]
-                out = torch.baddbmm(flat[:, bias].unsqueeze(1), out, flat[:, weight].view(cells, nci, nco))
+                matrices = flat[:, weight].contiguous().view(cells, nci, nco)
+                out = torch.bmm(out, matrices).add_(flat[:, bias].unsqueeze(1))
             out = out.tanh_() if layer == last else F.leaky_relu(out, 0.01, inplace=True)
-        out = out.view(n, hl, wl, k, k, self.out_channels)
-        if self.channels_last:
-            return out.permute(0, 1, 3, 2, 4, 5).reshape(n, h, w, self.out_channels).permute(0, 3, 1, 2)
-        return out.permute(0, 5, 1, 3, 2, 4).reshape(n, self.out_channels, h, w)
+        return out
 
 
 class FastASAPNetGenerator(nn.Module):
@@ -200,7 +292,9 @@ class FastASAPNetGenerator(nn.Module):
         self.num_classes = num_classes
         self.has_edge = has_edge
         self.downsampling = generator.downsampling
-        self.pre_downsample = copy.deepcopy(generator.pre_downsample)
+        self.pre_downsample = (
+            FastTent(generator.pre_downsample, num_classes, has_edge) if generator.pre_downsample is not None else None
+        )
         gather = self.pre_downsample is None
         self.lowres_stream = FastLowResStream(generator.lowres_stream, num_classes, has_edge, gather)
         hr_inputs = generator.semantic_nc - int(generator.lr_instance)
@@ -211,11 +305,6 @@ class FastASAPNetGenerator(nn.Module):
         """Build from a generator, switched to eval mode (the original keeps its weights)."""
         return cls(generator.eval(), num_classes, has_edge, channels_last).eval()
 
-    def _one_hot(self, index: torch.Tensor, edges: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
-        n, h, w = index.shape
-        semantics = torch.zeros(n, self.num_classes, h, w, dtype=dtype, device=index.device).scatter_(1, index[:, None], 1.0)
-        return semantics if edges is None else torch.cat([semantics, edges.to(dtype)], dim=1)
-
     def predict_parameters(self, index: torch.Tensor, edges: torch.Tensor | None = None) -> torch.Tensor:
         """The per-cell MLP parameters (N, num_params, H / S, W / S)."""
         if self.has_edge and edges is None:
@@ -224,7 +313,7 @@ class FastASAPNetGenerator(nn.Module):
         dtype = next(self.lowres_stream.parameters()).dtype
         if self.pre_downsample is None:
             return self.lowres_stream(index, edges.to(dtype) if edges is not None else None)
-        return self.lowres_stream(self.pre_downsample(self._one_hot(index, edges, dtype)))
+        return self.lowres_stream(self.pre_downsample(index, edges, dtype))
 
     def forward(self, index: torch.Tensor, edges: torch.Tensor | None = None, z: torch.Tensor | None = None) -> torch.Tensor:
         """``z`` is accepted for the common generator interface and ignored."""

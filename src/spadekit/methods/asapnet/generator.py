@@ -50,6 +50,17 @@ def check_downsampling(width: int, aspect_ratio: float, learned_downsampling: in
     return int(s)
 
 
+def check_tile(tile: int, learned_downsampling: int) -> int:
+    """An explicit total factor S (a model run at another size than it was trained at keeps its S):
+    a ConfigError unless it is a power of two ≥ the learned factor."""
+    if not _power_of_two(tile) or tile < learned_downsampling:
+        raise ConfigError(
+            f"ASAPNet: the tile size (total downsampling) must be a power of two ≥ the learned factor "
+            f"{learned_downsampling}, got {tile}"
+        )
+    return int(tile)
+
+
 def check_tile_size(tile: int, height: int, width: int) -> None:
     """ConfigError unless an H×W input tiles exactly into ``tile``×``tile`` cells."""
     if height % tile or width % tile or height < tile or width < tile:
@@ -81,6 +92,8 @@ class ASAPNetGenerator(nn.Module):
         output_nc: image channels.
         norm, spectral, reflection_pad: the low-res stream's norm layer (``instanceaffine`` by
             default), spectral norm and padding.
+        tile: the total factor S itself, instead of the official rule from ``width`` and
+            ``aspect_ratio`` (the weights depend on S: a model keeps its S at any other size).
 
     Shapes: ``semantics`` (N, semantic_nc, H, W) with H, W multiples of S → (N, output_nc, H, W) in [-1, 1].
     """
@@ -105,9 +118,13 @@ class ASAPNetGenerator(nn.Module):
         norm: str = "instanceaffine",
         spectral: bool = False,
         reflection_pad: bool = False,
+        tile: int | None = None,
     ):
         super().__init__()
-        s = check_downsampling(width, aspect_ratio, learned_downsampling)
+        if tile is None:
+            s = check_downsampling(width, aspect_ratio, learned_downsampling)
+        else:
+            s = check_tile(tile, learned_downsampling)
         self.semantic_nc = semantic_nc
         self.downsampling = s
         self.learned_downsampling = learned_downsampling
@@ -159,6 +176,11 @@ class ASAPNetGenerator(nn.Module):
         params = self.predict_parameters(semantics)
         return self.render(semantics, params), params
 
-    def forward(self, semantics: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        """``z`` is accepted for the common generator interface and ignored (ASAPNet is deterministic)."""
-        return self.forward_with_parameters(semantics)[0]
+    def forward(
+        self, semantics: torch.Tensor, z: torch.Tensor | None = None, return_parameters: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """``z`` is accepted for the common generator interface and ignored (ASAPNet is deterministic).
+        ``return_parameters``: return (image, per-cell parameters), through whatever wraps the module
+        (DDP), for the weight-decay loss on the parameters."""
+        image, params = self.forward_with_parameters(semantics)
+        return (image, params) if return_parameters else image

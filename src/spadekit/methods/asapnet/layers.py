@@ -1,4 +1,5 @@
-"""Small layers of ASAPNet: the normalised convolution and the fixed "tent" pre-downsampling filter."""
+"""The fixed "tent" pre-downsampling filter of ASAPNet (its normalised convolution is SPADE's
+:func:`spadekit.models.discriminator.normed_conv`, which has ASAPNet's ``instanceaffine``)."""
 
 from __future__ import annotations
 
@@ -6,25 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spadekit.models.discriminator import _normed_conv
-
-NORMS = ("none", "instance", "instanceaffine", "batch", "syncbatch")
-
-
-def normed_conv(conv: nn.Conv2d, norm: str, spectral: bool) -> nn.Module:
-    """``conv`` with optional spectral norm, then a norm layer: ``Sequential(conv, norm)`` (the conv's
-    bias removed), or the conv alone (bias kept) for ``none``.
-
-    Norms are SPADE's (``instance`` without affine, ``batch``/``syncbatch`` with affine) plus
-    ASAPNet's ``instanceaffine`` (instance norm with a learned per-channel scale and shift).
-    """
-    if norm not in NORMS:
-        raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
-    if norm != "instanceaffine":
-        return _normed_conv(conv, norm, spectral)
-    wrapped = _normed_conv(conv, "instance", spectral)
-    wrapped[1] = nn.InstanceNorm2d(conv.out_channels, affine=True)
-    return wrapped
+from spadekit.models.discriminator import NORMS, normed_conv  # noqa: F401  (re-exported)
 
 
 def tent_kernel(stride: int) -> torch.Tensor:

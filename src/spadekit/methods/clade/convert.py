@@ -14,7 +14,6 @@ split into ``label_nc`` + don't-care. The discriminator is SPADE's and the encod
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,9 +21,9 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from spadekit.convert import _read_official, infer_discriminator_options
+from spadekit.convert import infer_discriminator_options, read_official_state
 from spadekit.errors import CheckpointError
-from spadekit.io import atomic_torch_save
+from spadekit.io import atomic_torch_save, official_state
 from spadekit.methods.clade.generator import CLADEGenerator
 from spadekit.models.discriminator import MultiscaleDiscriminator
 from spadekit.models.encoder import ConvEncoder
@@ -182,7 +181,7 @@ def load_official(directory: str | Path, options: Mapping[str, Any] | None = Non
     g_path = directory / OFFICIAL_FILES["generator"]
     if not g_path.is_file():
         raise CheckpointError(f"{g_path}: file not found (expected the official generator checkpoint)")
-    g_state = _read_official(g_path)
+    g_state = read_official_state(g_path)
     kind, g_kwargs, resolved = generator_options(g_state, g_path, options)
     try:
         generator: nn.Module = CLADEGenerator(**g_kwargs) if kind == "clade" else SPADEGenerator(**g_kwargs)
@@ -201,7 +200,7 @@ def load_official(directory: str | Path, options: Mapping[str, Any] | None = Non
 
     d_path = directory / OFFICIAL_FILES["discriminator"]
     if d_path.is_file():
-        d_state = _read_official(d_path)
+        d_state = read_official_state(d_path)
         d_kwargs = discriminator_options(d_state, d_path)
         discriminator = MultiscaleDiscriminator(**d_kwargs)
         _add_missing_counters(discriminator, d_state)
@@ -211,21 +210,13 @@ def load_official(directory: str | Path, options: Mapping[str, Any] | None = Non
     if e_path.is_file():
         if not g_kwargs["use_vae"]:
             raise CheckpointError(f"{e_path}: an encoder checkpoint next to a generator without VAE input")
-        e_state = _read_official(e_path)
+        e_state = read_official_state(e_path)
         e_kwargs = encoder_options(e_state, e_path)
         encoder = ConvEncoder(**e_kwargs)
         _add_missing_counters(encoder, e_state)
         load_state_into(encoder, e_state, e_path)
         result.encoder, result.kwargs["encoder"] = encoder.eval(), e_kwargs
     return result
-
-
-def official_state(network: nn.Module) -> "OrderedDict[str, torch.Tensor]":
-    """A network's state dict as the official code saves it (CPU tensors, spectral-norm metadata kept)."""
-    source = network.state_dict()
-    state = OrderedDict((k, v.detach().cpu().clone()) for k, v in source.items())
-    state._metadata = getattr(source, "_metadata", None)  # type: ignore[attr-defined]
-    return state
 
 
 def save_official(

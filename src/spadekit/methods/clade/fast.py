@@ -10,13 +10,17 @@ Exact rewrites of the eval-mode network (outputs agree to float rounding):
 * **No concatenated instance channel.** A CLADE layer with instances appends ``inst_conv(edges)``
   as one extra channel before the next conv; here that conv is split into its C-channel part and a
   1-channel part, ``conv(cat(h, e)) = conv_C(h) + conv_1(e)``, which avoids copying the activation.
+  The 1-channel part is a (pixels × k²) by (k² × C) matrix product added in place: the k×k
+  neighbourhoods of the edge map are taken once per resolution and shared by every layer there
+  (each layer's ``e = act(a·edge + b)`` is elementwise, so it maps the shared neighbourhoods, with
+  the zero padding kept zero).
 * **The first convolution (``fc``) as a gather** over the one-hot semantics
   (:class:`spadekit.fast.OneHotConv`).
 * **Class indices resized once per resolution**, shared by all layers there; **channels-last** activations.
 
 Input: class indices ``(N, H, W)`` int64 and the edge map ``(N, 1, H, W)`` (instead of the one-hot
-tensor) and, for ICPE, ``dist`` (N, 2, H, W); :meth:`FastCLADEGenerator.forward_semantics` accepts
-one-hot semantics for drop-in use.
+tensor) and, for ICPE, ``dist`` (N, 2, H, W) (computed from ``index`` when None, as the plain
+generator does); :meth:`FastCLADEGenerator.forward_semantics` accepts one-hot semantics for drop-in use.
 """
 
 from __future__ import annotations
@@ -31,45 +35,95 @@ from spadekit.fast import OneHotConv, plain_conv, plain_weight, resize_index, ta
 from spadekit.methods.clade.blocks import CLADEResBlock
 from spadekit.methods.clade.generator import CLADEGenerator
 from spadekit.methods.clade.norm import CLADE
+from spadekit.methods.clade.positional import offsets_of_index
+
+
+class EdgeTaps:
+    """The k×k neighbourhoods of one resolution's edge map, shared by the layers there.
+
+    ``values``: (N·H·W, k²) edge values (0 outside the map); ``inside``: (N·H·W, k²) 1 inside, 0 outside.
+    """
+
+    def __init__(self, edges: torch.Tensor, kernels: tuple[int, ...] = (1, 3)):
+        self.shape = edges.shape
+        self.taps = {k: (tap_values(edges, k), tap_values(torch.ones_like(edges), k)) for k in kernels}
+
+    def feature(self, kernel: int, scale: torch.Tensor, shift: torch.Tensor, activate: bool) -> torch.Tensor:
+        """The neighbourhoods of ``act(scale·edge + shift)`` (zero outside the map): (N·H·W, k²)."""
+        values, inside = self.taps[kernel]
+        feature = torch.addcmul(shift.expand_as(values), values, scale)
+        if activate:
+            feature = F.leaky_relu(feature, 0.2, inplace=True)
+        return feature.mul_(inside)
 
 
 class SplitConv(nn.Module):
-    """``conv(cat(h, e))`` computed as ``conv_C(h) + conv_1(e)`` for a conv whose last input channel is ``e``.
+    """``conv(cat(h, e))`` computed as ``conv_C(h) + conv_1(e)`` for a conv whose last input channel is
+    ``e = act(scale·edge + shift)`` (the instance feature of the CLADE layer before it).
 
-    Forward: ``h`` (N, C, H, W), ``e`` (N, 1, H, W) or None (when the conv has no extra channel) → (N, O, H', W').
+    Forward: ``h`` (N, C, H, W); ``extra`` (:class:`EdgeTaps` at h's size, scale, shift, activate) or
+    None (when the conv has no extra channel) → (N, O, H', W').
     """
 
     def __init__(self, conv: nn.Conv2d, extra: bool):
         super().__init__()
         full = plain_conv(conv)
         self.extra = extra
-        if not extra:
+        self.kernel = full.kernel_size[0]
+        channels = full.in_channels - int(extra)
+        # A 1x1 conv (the learned shortcut) is one matrix product over the pixels of a channels-last map
+        # (PyTorch's CPU conv takes a slow path for it).
+        self.pointwise = full.kernel_size == (1, 1) and full.stride == (1, 1) and full.padding == (0, 0)
+        if self.pointwise:
+            self.main = None
+            self.register_buffer("main_weight", full.weight.detach()[:, :channels].flatten(1).t().contiguous())
+            self.register_buffer("main_bias", full.bias.detach().clone() if full.bias is not None else None)
+        elif not extra:
             self.main = full
-            return
-        self.main = nn.Conv2d(
-            full.in_channels - 1, full.out_channels, full.kernel_size, padding=full.padding, bias=full.bias is not None
-        ).to(full.weight.device)
-        with torch.no_grad():
-            self.main.weight.copy_(full.weight[:, :-1])
-            if full.bias is not None:
-                self.main.bias.copy_(full.bias)
-        self.main.requires_grad_(False)
-        self.register_buffer("extra_weight", full.weight[:, -1:].detach().clone())
-        self.padding = full.padding
+        else:
+            self.main = nn.Conv2d(
+                channels, full.out_channels, full.kernel_size, padding=full.padding, bias=full.bias is not None
+            ).to(full.weight.device)
+            with torch.no_grad():
+                self.main.weight.copy_(full.weight[:, :-1])
+                if full.bias is not None:
+                    self.main.bias.copy_(full.bias)
+            self.main.requires_grad_(False)
+        if extra:
+            # (k², O): row t holds the weights of the extra channel at tap t (row-major over the k×k window).
+            self.register_buffer("extra_weight", full.weight[:, -1].detach().flatten(1).t().contiguous())
 
-    def forward(self, h: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, extra: tuple | None) -> torch.Tensor:
+        if self.pointwise:
+            n, c, height, width = h.shape
+            pixels = h.permute(0, 2, 3, 1).reshape(n * height * width, c)
+            if self.main_bias is not None:
+                rows = torch.addmm(self.main_bias, pixels, self.main_weight)
+            else:
+                rows = torch.mm(pixels, self.main_weight)
+            if self.extra:
+                taps, scale, shift, activate = extra
+                rows.addmm_(taps.feature(1, scale, shift, activate), self.extra_weight)
+            return rows.view(n, height, width, -1).permute(0, 3, 1, 2)
         out = self.main(h)
-        if self.extra:
-            out.add_(F.conv2d(e, self.extra_weight, padding=self.padding))
-        return out
+        if not self.extra:
+            return out
+        taps, scale, shift, activate = extra
+        term = taps.feature(self.kernel, scale, shift, activate)
+        n, c, height, width = out.shape
+        rows = out.permute(0, 2, 3, 1)
+        if rows.is_contiguous():  # channels-last: add the product into the activation's own memory
+            rows.view(-1, c).addmm_(term, self.extra_weight)
+            return out
+        return out.add_(torch.mm(term, self.extra_weight).view(n, height, width, c).permute(0, 3, 1, 2))
 
 
 class FastCLADE(nn.Module):
     """Inference form of :class:`CLADE`: folded tables, one gather per pixel.
 
-    Forward: ``x`` (N, C, H, W), ``classes`` (N, H, W), ``edges`` (N, 1, H, W) or None, ``dist``
-    (N, 2, H, W) or None, all at x's size → (normalised ``x`` (N, C, H, W), instance feature
-    (N, 1, H, W) or None).
+    Forward: ``x`` (N, C, H, W), ``classes`` (N, H, W), ``dist`` (N, 2, H, W) or None, at x's size →
+    normalised ``x`` (N, C, H, W). The instance feature ``inst_conv(edges) = scale·edges + shift``
+    is left to the next conv (:attr:`instance_affine`, see :class:`SplitConv`).
     """
 
     def __init__(self, layer: CLADE):
@@ -95,11 +149,18 @@ class FastCLADE(nn.Module):
                 self.dist_conv_w = copy.deepcopy(affine.dist_conv_w).requires_grad_(False)
                 self.dist_conv_b = copy.deepcopy(affine.dist_conv_b).requires_grad_(False)
             self.register_buffer("table", torch.cat(tables, dim=1).contiguous())
-        self.inst_conv = copy.deepcopy(layer.inst_conv).requires_grad_(False) if layer.use_instance else None
+        if layer.use_instance:
+            self.register_buffer("inst_scale", layer.inst_conv.weight.detach().reshape(1).clone())
+            self.register_buffer("inst_shift", layer.inst_conv.bias.detach().reshape(1).clone())
+        self.use_instance = layer.use_instance
 
-    def forward(
-        self, x: torch.Tensor, classes: torch.Tensor, edges: torch.Tensor | None, dist: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def instance_affine(self, taps: "EdgeTaps | None", activate: bool) -> tuple | None:
+        """What a :class:`SplitConv` after this layer needs for its extra channel (None without instances)."""
+        if not self.use_instance:
+            return None
+        return taps, self.inst_scale, self.inst_shift, activate
+
+    def forward(self, x: torch.Tensor, classes: torch.Tensor, dist: torch.Tensor | None) -> torch.Tensor:
         # (N, H, W, k·C) rows, viewed as k channel-first maps with channels-last strides (no copy).
         looked_up = F.embedding(classes, self.table).permute(0, 3, 1, 2)
         parts = looked_up.split(self.channels, dim=1)
@@ -108,8 +169,7 @@ class FastCLADE(nn.Module):
         out = torch.addcmul(parts[1], x, parts[0])
         if self.use_dist:
             out = torch.addcmul(parts[2] * (1 + self.dist_conv_b(dist)), out, 1 + self.dist_conv_w(dist))
-        extra = self.inst_conv(edges) if self.inst_conv is not None else None
-        return out, extra
+        return out
 
 
 class FastCLADEResBlock(nn.Module):
@@ -126,19 +186,15 @@ class FastCLADEResBlock(nn.Module):
             self.conv_s = SplitConv(block.conv_s, use_instance)
             self.norm_s = FastCLADE(block.norm_s)
 
-    @staticmethod
-    def _act(t: torch.Tensor | None) -> torch.Tensor | None:
-        return None if t is None else F.leaky_relu(t, 0.2, inplace=True)
-
-    def forward(self, x: torch.Tensor, classes: torch.Tensor, edges: torch.Tensor | None, dist: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, classes: torch.Tensor, taps: EdgeTaps | None, dist: torch.Tensor | None) -> torch.Tensor:
         if self.learned_shortcut:
-            x_s = self.conv_s(*self.norm_s(x, classes, edges, dist))
+            x_s = self.conv_s(self.norm_s(x, classes, dist), self.norm_s.instance_affine(taps, activate=False))
         else:
             x_s = x
-        h, e = self.norm_0(x, classes, edges, dist)
-        dx = self.conv_0(F.leaky_relu(h, 0.2, inplace=True), self._act(e))
-        h, e = self.norm_1(dx, classes, edges, dist)
-        dx = self.conv_1(F.leaky_relu(h, 0.2, inplace=True), self._act(e))
+        h = self.norm_0(x, classes, dist)
+        dx = self.conv_0(F.leaky_relu(h, 0.2, inplace=True), self.norm_0.instance_affine(taps, activate=True))
+        h = self.norm_1(dx, classes, dist)
+        dx = self.conv_1(F.leaky_relu(h, 0.2, inplace=True), self.norm_1.instance_affine(taps, activate=True))
         return dx.add_(x_s)
 
 
@@ -157,6 +213,8 @@ class FastCLADEGenerator(nn.Module):
         self.use_dist = generator.use_dist
         self.use_vae = generator.use_vae
         self.z_dim = generator.z_dim
+        self.offsets_normalize = generator.offsets_normalize
+        self.offsets_ignore = generator.offsets_ignore
         self.ngf = generator.ngf
         self.sw, self.sh = generator.sw, generator.sh
         self.upsampling = generator.upsampling
@@ -187,7 +245,7 @@ class FastCLADEGenerator(nn.Module):
         if self.use_instance and edges is None:
             raise ValueError("this generator has an instance-edge channel: pass edges (N, 1, H, W)")
         if self.use_dist and dist is None:
-            raise ValueError("this CLADE-ICPE generator needs the intra-class offset map dist (N, 2, H, W)")
+            dist = offsets_of_index(index, self.offsets_normalize, self.offsets_ignore)
         dtype = self.conv_img.weight.dtype
         cache: dict[tuple[int, int], tuple] = {}
 
@@ -201,6 +259,8 @@ class FastCLADEGenerator(nn.Module):
                         if tuple(extra.shape[-2:]) != (h, w):
                             extra = F.interpolate(extra, size=(h, w), mode="nearest")
                     resized.append(extra)
+                if resized[1] is not None:
+                    resized[1] = EdgeTaps(resized[1])
                 cache[(h, w)] = tuple(resized)
             return cache[(h, w)]
 

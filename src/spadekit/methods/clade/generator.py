@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spadekit.methods.clade.blocks import CLADEResBlock
+from spadekit.methods.clade.positional import offsets_of_index
 from spadekit.models.generator import UPSAMPLINGS, latent_size
 
 BLOCKS = ("head_0", "G_middle_0", "G_middle_1", "up_0", "up_1", "up_2", "up_3", "up_4")
@@ -29,8 +30,11 @@ class CLADEGenerator(nn.Module):
         norm: parameter-free norm of the CLADE layers (``batch``/``syncbatch``/``instance``).
         spectral: spectral norm on the block convolutions.
         use_instance: the semantics carry an instance-edge channel last.
-        use_dist: CLADE-ICPE: ``forward`` needs the intra-class offsets ``dist`` (see
-            :func:`spadekit.methods.clade.positional.intra_class_offsets`).
+        use_dist: CLADE-ICPE: ``forward`` takes the intra-class offsets ``dist`` (see
+            :func:`spadekit.methods.clade.positional.intra_class_offsets`; the data pipeline computes
+            them on the raw annotation for training). When ``dist`` is None they are computed from
+            the semantics' class map with ``offsets_normalize`` and ``offsets_ignore`` (the class
+            index without offsets, None for none).
         use_vae: start from ``fc(z)`` instead of the semantics; ``z_dim`` its size.
 
     Shapes: ``semantics`` (N, L (+1), H, W) one-hot (+ edges); ``z`` (N, z_dim) or None;
@@ -52,8 +56,12 @@ class CLADEGenerator(nn.Module):
         use_dist: bool = False,
         use_vae: bool = False,
         z_dim: int = 256,
+        offsets_normalize: bool = True,
+        offsets_ignore: int | None = 0,
     ):
         super().__init__()
+        self.offsets_normalize = offsets_normalize
+        self.offsets_ignore = offsets_ignore
         if upsampling not in UPSAMPLINGS:
             raise ValueError(f"upsampling must be one of {', '.join(UPSAMPLINGS)}")
         self.num_classes = num_classes
@@ -92,6 +100,15 @@ class CLADEGenerator(nn.Module):
         return self.z_dim if self.use_vae else None
 
     @property
+    def extra_inputs(self) -> dict[str, int]:
+        """Inputs besides semantics and z, by name and channel count (``dist`` for ICPE)."""
+        return {"dist": 2} if self.use_dist else {}
+
+    def offsets(self, index: torch.Tensor) -> torch.Tensor:
+        """The ICPE offset map of class-index maps (N, H, W) → (N, 2, H, W), as ``forward`` computes it."""
+        return offsets_of_index(index, self.offsets_normalize, self.offsets_ignore)
+
+    @property
     def block_names(self) -> list[str]:
         return [name for name in BLOCKS if hasattr(self, name)]
 
@@ -110,10 +127,11 @@ class CLADEGenerator(nn.Module):
     def forward(self, semantics: torch.Tensor, z: torch.Tensor | None = None, dist: torch.Tensor | None = None) -> torch.Tensor:
         if semantics.shape[1] != self.semantic_nc:
             raise ValueError(f"CLADE generator takes {self.semantic_nc} semantic channels, got {semantics.shape[1]}")
-        if self.use_dist and dist is None:
-            raise ValueError("this CLADE-ICPE generator needs the intra-class offset map dist (N, 2, H, W)")
         seg = semantics
-        dist = dist if self.use_dist else None
+        if not self.use_dist:
+            dist = None
+        elif dist is None:
+            dist = self.offsets(semantics[:, : self.num_classes].argmax(dim=1)).to(semantics.dtype)
         x = self.start_map(seg, z)
         x = self.head_0(x, seg, dist)
         x = self.up(x)

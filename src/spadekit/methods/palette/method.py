@@ -333,6 +333,7 @@ PALETTE = register_method(
         optimized={"G": ("generator", "image_generator"), "D": ("discriminator", "image_discriminator")},
         validate=validate,
         output_size=layout_size,
+        training_size=lambda config: tuple(config.model.output_size),  # the photos (layouts are pooled from their maps)
         release_parts=("generator", "discriminator", "schedule", "mixture", "image_generator"),
         capabilities=frozenset({"palette"}),
         toy_preset="palette-toy",
