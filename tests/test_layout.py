@@ -148,7 +148,7 @@ def test_training_generator_layout_paths_give_the_dense_outputs_and_gradients(ov
         g.layout_path, g.band_threshold = path, 0.9
         out = g(semantics, z)
         (out * weights).sum().backward()
-        return out.detach(), {name: p.grad for name, p in g.named_parameters()}
+        return out.detach(), {name: p.grad for name, p in g.named_parameters()}, dict(g.named_buffers())
 
     expected = run("dense")
     assert 0.1 < expected[0].std() and (expected[0].abs() > 0.99).float().mean() < 0.5  # lively, not saturated
@@ -158,6 +158,8 @@ def test_training_generator_layout_paths_give_the_dense_outputs_and_gradients(ov
         assert (got[0] - expected[0]).abs().max() < 1e-12, path
         for name, grad in expected[1].items():
             assert (got[1][name] - grad).abs().max() <= 1e-10 * scale, f"{path}: {name}"
+        for name, buffer in expected[2].items():  # batch-norm statistics, spectral-norm vectors
+            assert torch.allclose(got[2][name].double(), buffer.double(), rtol=1e-10, atol=1e-12), f"{path}: {name}"
     assert band_calls, "the band-sparse path never ran"
 
 

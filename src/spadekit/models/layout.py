@@ -314,7 +314,10 @@ class BandModulation(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, table, edge_weight, weight, bias, level: LayoutLevel, band: Band, num_classes: int):  # type: ignore[override]
+    def forward(ctx, table, edge_weight, weight_gamma, weight_beta, bias, level: LayoutLevel, band: Band, num_classes: int):  # type: ignore[override]
+        # The two weights come separately so that only the parameters themselves are kept for the
+        # backward (a concatenated copy would be saved: ~100 MiB for a COCO-size generator).
+        weight = torch.cat([weight_gamma, weight_beta])
         pre_c, h_c, values = class_constants(table, weight, bias, band.classes, num_classes)
         _, hidden = _band_hidden(level, band, table, edge_weight)
         matrix = window_matrix(weight)
@@ -326,7 +329,7 @@ class BandModulation(torch.autograd.Function):
             rows = torch.addmm(bias, hidden[band.windows[sl]].flatten(1), matrix)
             gamma[band.pixels[sl]] = rows[:, :channels]
             beta[band.pixels[sl]] = rows[:, channels:]
-        ctx.save_for_backward(weight, hidden, pre_c, h_c)
+        ctx.save_for_backward(weight_gamma, weight_beta, hidden, pre_c, h_c)
         ctx.level, ctx.band, ctx.num_classes = level, band, num_classes
         ctx.table_shape = table.shape
         ctx.has_edge = edge_weight is not None
@@ -334,7 +337,8 @@ class BandModulation(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_gamma: torch.Tensor, grad_beta: torch.Tensor):  # type: ignore[override]
-        weight, hidden, pre_c, h_c = ctx.saved_tensors
+        weight_gamma, weight_beta, hidden, pre_c, h_c = ctx.saved_tensors
+        weight = torch.cat([weight_gamma, weight_beta])
         level, band, num_classes = ctx.level, ctx.band, ctx.num_classes
         out_channels, width, k, _ = weight.shape
         grads = (grad_gamma.contiguous(), grad_beta.contiguous())
@@ -364,7 +368,8 @@ class BandModulation(torch.autograd.Function):
         d_table.view(kk_shared, num_classes + 1, -1)[:, band.classes] += d_pre_c
         d_edge = level.edge_taps[band.support].t() @ d_pre if ctx.has_edge else None
         d_weight = d_matrix.view(k, k, width, out_channels).permute(3, 2, 0, 1) + d_weight_sum[:, :, None, None]
-        return d_table, d_edge, d_weight, d_bias, None, None, None
+        d_gamma, d_beta = d_weight.split(weight_gamma.shape[0])
+        return d_table, d_edge, d_gamma, d_beta, d_bias, None, None, None
 
 
 def spade_modulation(
@@ -380,20 +385,21 @@ def spade_modulation(
     channels = gamma.out_channels
     table = one_hot_table(shared.weight, shared.bias, layout.num_classes)
     edge_weight = edge_rows(shared.weight, layout.num_classes) if layout.has_edge else None
-    weight = torch.cat([gamma.weight, beta.weight])
-    bias = torch.cat([_bias(gamma) + gamma_offset if gamma_offset else _bias(gamma), _bias(beta)])
+    bias_gamma = _bias(gamma) + gamma_offset if gamma_offset else _bias(gamma)
     use_band = layout.band_threshold > 0 and level.band(k2).fraction <= layout.band_threshold
     if use_band:
-        rows = BandModulation.apply(table, edge_weight, weight, bias, level, level.band(k2), layout.num_classes)
+        bias = torch.cat([bias_gamma, _bias(beta)])
+        rows = BandModulation.apply(table, edge_weight, gamma.weight, beta.weight, bias, level, level.band(k2), layout.num_classes)
         # (N·h·w, C) rows are channels-last pixels: permuted views, no copy.
         return tuple(r.view(n, h, w, channels).permute(0, 3, 1, 2) for r in rows)  # type: ignore[return-value]
     hidden = OneHotGather.apply(level.taps, table)
     if edge_weight is not None:
         hidden = hidden + level.edge_taps @ edge_weight
     hidden = hidden.relu().view(n, h, w, -1).permute(0, 3, 1, 2)
-    # chunk, not slicing: its backward concatenates the two gradients in one pass.
-    gamma_out, beta_out = F.conv2d(hidden, weight, bias, padding=k2 // 2).chunk(2, dim=1)
-    return gamma_out, beta_out
+    # Two convolutions, as the official layer: each output is its own tensor (a fused conv's
+    # halves would keep the whole 2C-channel map alive for the backward).
+    padding = k2 // 2
+    return F.conv2d(hidden, gamma.weight, bias_gamma, padding=padding), F.conv2d(hidden, beta.weight, beta.bias, padding=padding)
 
 
 def _bias(conv: nn.Conv2d) -> torch.Tensor:

@@ -26,6 +26,59 @@ def param_free_norm(kind: str, channels: int) -> nn.Module:
         raise ValueError(f"unknown norm {kind!r}; choose one of {', '.join(_PARAM_FREE_NORMS)}") from None
 
 
+class NormModulation(torch.autograd.Function):
+    """``norm(x) * scale + shift`` for a parameter-free batch or instance norm, keeping only ``x``
+    and the statistics for the backward: the normalised map is recomputed there (one elementwise
+    pass) instead of being stored, one activation less per SPADE layer.
+
+    ``running_mean``/``running_var`` are updated in place in training mode (batch norm); instance
+    norm passes None and normalises each (sample, channel) on its own.
+    """
+
+    @staticmethod
+    def forward(ctx, x, scale, shift, running_mean, running_var, training: bool, momentum: float, eps: float, instance: bool):  # type: ignore[override]
+        flat = x.reshape(1, -1, *x.shape[2:]) if instance else x
+        normalized, mean, invstd = torch.native_batch_norm(flat, None, None, running_mean, running_var, training, momentum, eps)
+        ctx.save_for_backward(x, scale, mean, invstd, running_mean, running_var)
+        ctx.training, ctx.eps, ctx.instance = training, eps, instance
+        return torch.addcmul(shift, normalized.view_as(x), scale)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, scale, mean, invstd, running_mean, running_var = ctx.saved_tensors
+        flat = x.reshape(1, -1, *x.shape[2:]) if ctx.instance else x
+        if ctx.training:
+            centre, factor = mean, invstd
+        else:
+            centre, factor = running_mean, torch.rsqrt(running_var + ctx.eps)
+        shape = (1, -1, 1, 1)
+        normalized = ((flat - centre.view(shape)) * factor.view(shape)).view_as(x)
+        grad_scale = grad * normalized
+        grad_x = torch.ops.aten.native_batch_norm_backward(
+            (grad * scale).reshape(flat.shape), flat, None, running_mean, running_var, mean, invstd, ctx.training, ctx.eps, [True, False, False]
+        )[0].view_as(x)
+        return grad_x, grad_scale, grad, None, None, None, None, None, None
+
+
+def modulated_norm(norm: nn.Module, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """``norm(x) * scale + shift`` through :class:`NormModulation` when ``norm`` is a plain
+    BatchNorm2d / InstanceNorm2d without affine parameters (the rest, e.g. a SyncBatchNorm under
+    DDP, runs the plain ops)."""
+    if type(norm) is nn.BatchNorm2d and not norm.affine:
+        momentum = 0.0 if norm.momentum is None else norm.momentum
+        if norm.training and norm.track_running_stats and norm.num_batches_tracked is not None:
+            norm.num_batches_tracked.add_(1)  # what BatchNorm2d.forward does
+            if norm.momentum is None:
+                momentum = 1.0 / float(norm.num_batches_tracked)
+        training = norm.training or norm.running_mean is None
+        tracked = not norm.training or norm.track_running_stats
+        mean, var = (norm.running_mean, norm.running_var) if tracked else (None, None)
+        return NormModulation.apply(x, scale, shift, mean, var, training, momentum, norm.eps, False)
+    if type(norm) is nn.InstanceNorm2d and not norm.affine and not norm.track_running_stats and x.is_contiguous():
+        return NormModulation.apply(x, scale, shift, None, None, True, 0.0, norm.eps, True)
+    return torch.addcmul(shift, norm(x), scale)
+
+
 class SPADE(nn.Module):
     """Spatially-adaptive (de)normalisation.
 
@@ -64,11 +117,11 @@ class SPADE(nn.Module):
         return self.mlp_gamma(hidden), self.mlp_beta(hidden)
 
     def forward(self, x: torch.Tensor, segmap: torch.Tensor | Layout) -> torch.Tensor:
-        normalized = self.param_free_norm(x)
         if isinstance(segmap, Layout) and uses_plain_weights(self.mlp_shared[0], self.mlp_gamma, self.mlp_beta):
             scale, shift = spade_modulation(
                 segmap, tuple(x.shape[-2:]), self.mlp_shared[0], self.mlp_gamma, self.mlp_beta, gamma_offset=1.0
             )
-            return torch.addcmul(shift, normalized, scale)
+            return modulated_norm(self.param_free_norm, x, scale, shift)
+        normalized = self.param_free_norm(x)
         gamma, beta = self.modulation(segmap, tuple(x.shape[-2:]))
         return normalized * (1 + gamma) + beta
