@@ -10,6 +10,9 @@ pickles). Without a usable path the script says so and exits with status 0.
 What runs (COCO-Stuff preset, full size, 256×256, fp32, ``--batch`` real COCO-Stuff images from
 ``--data``, test-time preprocessing):
 
+Round r runs both sides on scene r mod ``--scenes`` (distinct images: how much of an image lies
+near class boundaries varies, and the band-sparse modulation depends on it).
+
 * **inference**: the official generator (``Pix2PixModel(..., mode='inference')``, eval mode)
   against spadekit's :class:`~spadekit.inference.Pipeline` (fast path), on the same weights
   (PyTorch's default init with batch-norm statistics calibrated by one pass, so outputs are
@@ -124,7 +127,7 @@ class Official:
     def iteration(self, label, instance, image) -> dict:
         self.trainer.run_generator_one_step(self.data(label, instance, image))
         self.trainer.run_discriminator_one_step(self.data(label, instance, image))
-        return {k: float(v.mean()) for k, v in self.trainer.g_losses.items()}
+        return {k: float(v.detach().mean()) for k, v in self.trainer.g_losses.items()}
 
     def infer(self, label, instance, image):
         import torch
@@ -151,8 +154,8 @@ def timed(fn, device) -> float:
     return time.perf_counter() - start
 
 
-def load_items(root: Path, count: int):
-    """``count`` COCO-Stuff items (test-time preprocessing: 256×256, no flip), batched."""
+def load_items(root: Path, count: int, start: int = 0):
+    """``count`` COCO-Stuff items from ``start`` (test-time preprocessing: 256×256, no flip), batched."""
     import torch
 
     from spadekit.config import load_config
@@ -166,9 +169,9 @@ def load_items(root: Path, count: int):
             break
         except Exception:  # noqa: BLE001  (try the other split)
             continue
-    if dataset is None or len(dataset) < count:
-        raise SystemExit(f"error: {root}: need {count} COCO-Stuff samples (train_/val_ img, label, inst folders)")
-    items = [dataset[i] for i in range(count)]
+    if dataset is None or len(dataset) < start + count:
+        raise SystemExit(f"error: {root}: need {start + count} COCO-Stuff samples (train_/val_ img, label, inst folders)")
+    items = [dataset[i] for i in range(start, start + count)]
     stack = lambda key: torch.stack([it[key] for it in items])  # noqa: E731
     return items, stack("label"), stack("instance"), stack("image")
 
@@ -201,89 +204,93 @@ def machine(device) -> dict:
     }
 
 
-def run_inference(official: Official, model, label, instance, image, index, edges, rounds: int, device, log) -> dict:
-    import torch
+class Scene:
+    """One batch of real images, in the forms both sides take."""
 
-    from spadekit.bench import peak_memory
-    from spadekit.inference import Pipeline
+    def __init__(self, items, label, instance, image, device):
+        from spadekit.data.labels import instance_edges
 
-    pipeline = Pipeline(model, device=device, fast=True, batch_size=index.shape[0])
-    calls = {
-        "official": lambda: official.infer(label, instance, image),
-        "spadekit": lambda: pipeline.generate(index, edges, None),
-    }
-    outputs = {name: call() for name, call in calls.items()}  # warm-up
-    memory = {}
-    for name, call in calls.items():
-        memory[name] = peak_memory(call, device)
+        self.items = items
+        self.label, self.instance, self.image = label.to(device), instance.to(device), image.to(device)
+        self.index = self.label[:, 0]
+        self.edges = instance_edges(self.instance).float()
+
+
+def alternate(calls: dict, scenes: list[Scene], rounds: int, device, log, what: str) -> tuple[dict, list[float]]:
+    """Round r runs every path once on scene r mod len(scenes); returns the times and the load averages."""
     times: dict[str, list[float]] = {name: [] for name in calls}
     loads = []
     for r in range(rounds):
+        scene = scenes[r % len(scenes)]
         loads.append(os.getloadavg()[0])
         for name, call in calls.items():
-            times[name].append(timed(call, device))
-        log(f"inference round {r + 1}: " + ", ".join(f"{n} {t[-1]:.3f} s" for n, t in times.items()) + f" (load {loads[-1]:.1f})")
+            times[name].append(timed(lambda: call(scene), device))
+        log(f"{what} round {r + 1}: " + ", ".join(f"{n} {t[-1]:.3f} s" for n, t in times.items()) + f" (load {loads[-1]:.1f})")
     loads.append(os.getloadavg()[0])
+    return times, loads
+
+
+def summary(times: dict, loads: list[float], memory: dict) -> dict:
     medians = {name: statistics.median(t) for name, t in times.items()}
-    difference = (outputs["official"].float().cpu() - outputs["spadekit"].float().cpu()).abs().max().item()
     result = {
         "seconds": times,
         "median_seconds": medians,
         "speedup": medians["official"] / medians["spadekit"],
-        "max_abs_diff": difference,
-        "output_std": float(outputs["official"].float().std()),
         "peak_memory_mib": memory,
         "load_average_1min": loads,
     }
-    if memory["official"] and memory["spadekit"]:
+    if memory.get("official") and memory.get("spadekit"):
         result["memory_ratio"] = memory["spadekit"] / memory["official"]
-    bands = getattr(pipeline.generator, "band_fractions", None)
-    if bands is not None:
-        result["band_fractions"] = [bands(index[i : i + 1], edges[i : i + 1] if edges is not None else None) for i in range(index.shape[0])]
     return result
 
 
-def run_training(official: Official, trainer, items, label, instance, image, rounds: int, device, log) -> dict:
-    import torch
+def run_inference(official: Official, model, scenes: list[Scene], rounds: int, device, log) -> dict:
+    from spadekit.bench import peak_memory
+    from spadekit.inference import Pipeline
+
+    pipeline = Pipeline(model, device=device, fast=True, batch_size=scenes[0].index.shape[0])
+    calls = {
+        "official": lambda s: official.infer(s.label, s.instance, s.image),
+        "spadekit": lambda s: pipeline.generate(s.index, s.edges, None),
+    }
+    differences, stds = [], []
+    for scene in scenes:  # warm-up, and the outputs of every scene compared
+        outputs = {name: call(scene).float().cpu() for name, call in calls.items()}
+        differences.append((outputs["official"] - outputs["spadekit"]).abs().max().item())
+        stds.append(float(outputs["official"].std()))
+    memory = {name: peak_memory(lambda: call(scenes[0]), device) for name, call in calls.items()}
+    times, loads = alternate(calls, scenes, rounds, device, log, "inference")
+    result = summary(times, loads, memory)
+    result["max_abs_diff"] = max(differences)
+    result["output_std"] = min(stds)
+    bands = getattr(pipeline.generator, "band_fractions", None)
+    if bands is not None:
+        result["band_fractions"] = [bands(s.index[i : i + 1], s.edges[i : i + 1]) for s in scenes for i in range(s.index.shape[0])]
+    return result
+
+
+def run_training(official: Official, trainer, scenes: list[Scene], rounds: int, device, log) -> dict:
     from torch.utils.data import default_collate
 
     from spadekit.bench import peak_memory
 
-    raw = default_collate(items)
-    first: dict[str, dict] = {}
+    raws = {id(s): default_collate(s.items) for s in scenes}
 
-    def ours() -> dict:
-        terms = trainer.train_step(iter([raw]))
+    def ours(scene: Scene) -> dict:
+        terms = trainer.train_step(iter([raws[id(scene)]]))
         return {k: float(v) for k, v in terms.items()}
 
-    def theirs() -> dict:
-        return official.iteration(label.to(device), instance.to(device), image.to(device))
+    def theirs(scene: Scene) -> dict:
+        return official.iteration(scene.label, scene.instance, scene.image)
 
     calls = {"official": theirs, "spadekit": ours}
-    for name, call in calls.items():
-        first[name] = call()  # first iteration (same weights): its G losses must agree; also the warm-up
-    memory = {name: peak_memory(call, device) for name, call in calls.items()}
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    loads = []
-    for r in range(rounds):
-        loads.append(os.getloadavg()[0])
-        for name, call in calls.items():
-            times[name].append(timed(call, device))
-        log(f"training round {r + 1}: " + ", ".join(f"{n} {t[-1]:.2f} s" for n, t in times.items()) + f" (load {loads[-1]:.1f})")
-    loads.append(os.getloadavg()[0])
-    medians = {name: statistics.median(t) for name, t in times.items()}
+    # First iteration on the same weights: the G losses must agree. It is also the warm-up.
+    first = {name: call(scenes[0]) for name, call in calls.items()}
+    memory = {name: peak_memory(lambda: call(scenes[0]), device) for name, call in calls.items()}
+    times, loads = alternate(calls, scenes, rounds, device, log, "training")
+    result = summary(times, loads, memory)
     names = {"GAN": "G_GAN", "GAN_Feat": "G_feat", "VGG": "G_VGG", "KLD": "KLD"}
-    losses = {k: {"official": v, "spadekit": first["spadekit"].get(names.get(k, k))} for k, v in first["official"].items()}
-    result = {
-        "seconds": times,
-        "median_seconds": medians,
-        "speedup": medians["official"] / medians["spadekit"],
-        "peak_memory_mib": memory,
-        "first_iteration_G_losses": losses,
-        "load_average_1min": loads,
-    }
-    if memory["official"] and memory["spadekit"]:
-        result["memory_ratio"] = memory["spadekit"] / memory["official"]
+    result["first_iteration_G_losses"] = {k: {"official": v, "spadekit": first["spadekit"].get(names.get(k, k))} for k, v in first["official"].items()}
     return result
 
 
@@ -292,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--official", type=Path, help="path to a checkout of github.com/NVlabs/SPADE (with submodules)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="COCO-Stuff folder (train_/val_ img, label, inst)")
     parser.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
+    parser.add_argument("--scenes", type=int, default=4, help="batches of distinct images; round r uses scene r mod this (default 4)")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per path, alternating (default 3)")
     parser.add_argument("--parts", default="inference,training", help="inference, training or both (default)")
     parser.add_argument("--vgg", action="store_true", help="train with the VGG19 perceptual loss on both sides")
@@ -317,11 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     log = lambda text: print(text, flush=True)  # noqa: E731
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    items, label, instance, image = load_items(args.data, args.batch)
-    from spadekit.data.labels import instance_edges
-
-    index = label[:, 0].to(device)
-    edges = instance_edges(instance.to(device)).float()
+    scenes = [Scene(*load_items(args.data, args.batch, k * args.batch), device) for k in range(args.scenes)]
 
     vgg_state, vgg_source = vgg_weights(args.vgg_weights) if args.vgg else (None, None)
     official_args = ["--dataset_mode", "coco", "--dataroot", str(args.data), "--batchSize", str(args.batch), "--gpu_ids", "-1"]
@@ -339,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         "preset": "coco",
         "size": list(model.output_size),
         "batch": args.batch,
+        "scenes": [[Path(it["path"]).name for it in s.items] for s in scenes],
         "rounds": args.rounds,
         "dtype": "float32",
         "vgg": vgg_source,
@@ -349,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     official.model.to(device)
     if "inference" in parts:
         log("inference ...")
-        report["inference"] = run_inference(official, model, label.to(device), instance.to(device), image.to(device), index, edges, args.rounds, device, log)
+        report["inference"] = run_inference(official, model, scenes, args.rounds, device, log)
     if "training" in parts:
         overrides = [f"train.batch_size={args.batch}", "loss.lambda_vgg=" + ("10" if args.vgg else "0")]
         with tempfile.TemporaryDirectory() as tmp:
@@ -359,13 +364,13 @@ def main(argv: list[str] | None = None) -> int:
                 overrides.append(f"loss.vgg_weights={weights}")
             config = load_config("coco", overrides)
             trainer = build_trainer(
-                config, Path(tmp) / "run", env=DistEnv(device=device), steps=10**6, dataset=items, preview=[],
+                config, Path(tmp) / "run", env=DistEnv(device=device), steps=10**6, dataset=scenes[0].items, preview=[],
                 progress=False, tensorboard=False, log=lambda _: None,
             )
             trainer.networks["generator"].load_state_dict(official.model.netG.state_dict())
             trainer.networks["discriminator"].load_state_dict(official.model.netD.state_dict())
             log("training ...")
-            report["training"] = run_training(official, trainer, items, label, instance, image, args.rounds, device, log)
+            report["training"] = run_training(official, trainer, scenes, args.rounds, device, log)
             del trainer
 
     for part in ("inference", "training"):

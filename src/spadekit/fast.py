@@ -170,7 +170,7 @@ class FastSPADE(nn.Module):
     def forward(self, x: torch.Tensor, level: LayoutLevel, band_threshold: float = 0.0) -> torch.Tensor:
         n, _, h, w = x.shape
         k = self.affine.kernel_size[0]
-        if band_threshold > 0 and level.band(k).fraction <= band_threshold:
+        if band_threshold > 0 and level.band(k).work <= band_threshold:
             band = level.band(k)
             rows = band_rows(
                 level, band, self.shared.table, self.shared.edge_weight, self.matrix, self.affine.bias, self.class_values[band.classes]

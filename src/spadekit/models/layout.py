@@ -99,7 +99,11 @@ def window_matrix(weight: torch.Tensor) -> torch.Tensor:
 class Band:
     """Where a layer's modulation needs its convolutions, at one resolution.
 
-    Flat pixel indices are into the level's (N·h·w) pixels in row-major (N, h, w) order.
+    Flat pixel indices are into the level's (N·h·w) pixels in row-major (N, h, w) order. Band
+    pixels whose neighbourhoods (labels, edges and map border within the band radius) are equal
+    have equal gamma/beta, so the convolution runs once per distinct neighbourhood (a
+    *representative* pixel) and its row is copied to the others; in the backward their gradients
+    are summed first. Both are exact: identical inputs, identical outputs.
     """
 
     pixels: torch.Tensor
@@ -110,12 +114,53 @@ class Band:
     """(K,) int64 the classes present at this level."""
     slot: torch.Tensor
     """(N·h·w,) int64 each pixel's position in ``classes``."""
+    pattern: torch.Tensor
+    """(P,) int64 each band pixel's representative (a row of ``windows``)."""
+    representatives: torch.Tensor
+    """(U,) int64 one band pixel per distinct neighbourhood."""
     support: torch.Tensor
-    """(Q,) int64 pixels whose hidden features the band's windows read."""
+    """(Q,) int64 pixels whose hidden features the representatives' windows read."""
     windows: torch.Tensor
-    """(P, k²) int64 rows into the support's hidden features (row Q = zeros: outside the map)."""
+    """(U, k²) int64 rows into the support's hidden features (row Q = zeros: outside the map)."""
     fraction: float
-    """P / (N·h·w)."""
+    """P / (N·h·w): the share of pixels in the band."""
+    work: float
+    """U / (N·h·w): the share of pixels whose convolution is computed."""
+
+
+def _windows_of(pixels: torch.Tensor, flat_map: torch.Tensor, shape: tuple[int, int, int], radius: int, fill) -> torch.Tensor:
+    """(len(pixels), (2r+1)²) values of ``flat_map`` (N·h·w,) in the window around each pixel,
+    ``fill`` outside the map (tap order: row-major dy, dx)."""
+    n, h, w = shape
+    padded = F.pad(flat_map.view(n, h, w), (radius,) * 4, value=fill)
+    hp, wp = h + 2 * radius, w + 2 * radius
+    b, rem = pixels // (h * w), pixels % (h * w)
+    top_left = b * (hp * wp) + (rem // w) * wp + rem % w
+    k = 2 * radius + 1
+    dy, dx = torch.meshgrid(torch.arange(k, device=pixels.device), torch.arange(k, device=pixels.device), indexing="ij")
+    return padded.reshape(-1)[top_left[:, None] + (dy * wp + dx).reshape(-1)[None, :]]
+
+
+def _distinct_neighbourhoods(index: torch.Tensor, edges: torch.Tensor | None, pixels: torch.Tensor, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pattern, representatives): band pixels grouped by their labels, edges and in-map flags
+    within ``radius`` (exact comparison)."""
+    shape = tuple(index.shape)
+    labels = _windows_of(pixels, index.reshape(-1), shape, radius, -1)  # -1: outside the map
+    if edges is None:
+        keys = labels
+    else:
+        values = _windows_of(pixels, edges.reshape(-1), shape, radius, 0)
+        if bool(((values == 0) | (values == 1)).all()):
+            keys = labels * 2 + values.long()  # 0/1 edges fold into the label key
+        else:
+            keys = torch.cat([labels.double(), values.double()], dim=1)
+    if keys.shape[0] == 0:
+        return keys.new_zeros(0, dtype=torch.int64), pixels
+    _, pattern = torch.unique(keys, dim=0, return_inverse=True)
+    count = int(pattern.max()) + 1
+    order = torch.arange(pixels.numel(), device=pixels.device)
+    first = torch.full((count,), pixels.numel(), dtype=torch.int64, device=pixels.device).scatter_reduce_(0, pattern, order, "amin")
+    return pattern, pixels[first]
 
 
 def make_band(index: torch.Tensor, edges: torch.Tensor | None, radius_shared: int, radius_gb: int) -> Band:
@@ -140,24 +185,24 @@ def make_band(index: torch.Tensor, edges: torch.Tensor | None, radius_shared: in
     flat = band.reshape(-1)
     pixels = flat.nonzero()[:, 0]
     classes, slot = torch.unique(index.reshape(-1), return_inverse=True)
-    k = 2 * radius_gb + 1
+    pattern, representatives = _distinct_neighbourhoods(index, edges, pixels, radius)
+    chosen = torch.zeros_like(flat)
+    chosen[representatives] = True
     if radius_gb:
-        support_mask = F.max_pool2d(band[:, None].float(), k, 1, radius_gb)[:, 0] > 0
+        support_mask = F.max_pool2d(chosen.view(n, 1, h, w).float(), 2 * radius_gb + 1, 1, radius_gb)[:, 0] > 0
     else:
-        support_mask = band
+        support_mask = chosen.view(n, h, w)
     support = support_mask.reshape(-1).nonzero()[:, 0]
-    # Compact row of every padded position: the support's pixels in order, everything else the zero row.
+    # Compact row of every position: the support's pixels in order, everything else the zero row.
     q = support.numel()
     compact = torch.full((n * h * w,), q, dtype=torch.int64, device=device)
     compact[support] = torch.arange(q, device=device)
-    padded = F.pad(compact.view(n, h, w), (radius_gb,) * 4, value=q)
-    hp, wp = h + 2 * radius_gb, w + 2 * radius_gb
-    b, rem = pixels // (h * w), pixels % (h * w)
-    top_left = b * (hp * wp) + (rem // w) * wp + rem % w
-    dy, dx = torch.meshgrid(torch.arange(k, device=device), torch.arange(k, device=device), indexing="ij")
-    offsets = (dy * wp + dx).reshape(-1)
-    windows = padded.reshape(-1)[top_left[:, None] + offsets[None, :]]
-    return Band(pixels, flat, classes, slot.reshape(-1), support, windows, pixels.numel() / max(flat.numel(), 1))
+    windows = _windows_of(representatives, compact, (n, h, w), radius_gb, q)
+    total = max(flat.numel(), 1)
+    return Band(
+        pixels, flat, classes, slot.reshape(-1), pattern, representatives, support, windows,
+        pixels.numel() / total, representatives.numel() / total,
+    )
 
 
 class LayoutLevel:
@@ -288,11 +333,17 @@ def band_rows(
     ``class_values``: (K, 2C) gamma/beta of the band's classes away from boundaries."""
     _, hidden = _band_hidden(level, band, table, edge_weight)
     out = F.embedding(band.slot, class_values)
-    for start in range(0, band.pixels.numel(), BAND_CHUNK):
-        sl = slice(start, start + BAND_CHUNK)
-        windows = hidden[band.windows[sl]].flatten(1)
-        out[band.pixels[sl]] = torch.addmm(bias, windows, matrix)
+    out[band.pixels] = _representative_rows(hidden, band, matrix, bias)[band.pattern]
     return out
+
+
+def _representative_rows(hidden: torch.Tensor, band: Band, matrix: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """(U, 2C) gamma/beta of the band's representatives: gathered windows times the matrix."""
+    rows = hidden.new_empty(band.windows.shape[0], matrix.shape[1])
+    for start in range(0, rows.shape[0], BAND_CHUNK):
+        sl = slice(start, start + BAND_CHUNK)
+        torch.addmm(bias, hidden[band.windows[sl]].flatten(1), matrix, out=rows[sl])
+    return rows
 
 
 def class_constants(table: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, classes: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -324,11 +375,9 @@ class BandModulation(torch.autograd.Function):
         channels = weight.shape[0] // 2
         gamma = F.embedding(band.slot, values[:, :channels])
         beta = F.embedding(band.slot, values[:, channels:])
-        for start in range(0, band.pixels.numel(), BAND_CHUNK):
-            sl = slice(start, start + BAND_CHUNK)
-            rows = torch.addmm(bias, hidden[band.windows[sl]].flatten(1), matrix)
-            gamma[band.pixels[sl]] = rows[:, :channels]
-            beta[band.pixels[sl]] = rows[:, channels:]
+        rows = _representative_rows(hidden, band, matrix, bias)[band.pattern]
+        gamma[band.pixels] = rows[:, :channels]
+        beta[band.pixels] = rows[:, channels:]
         ctx.save_for_backward(weight_gamma, weight_beta, hidden, pre_c, h_c)
         ctx.level, ctx.band, ctx.num_classes = level, band, num_classes
         ctx.table_shape = table.shape
@@ -355,10 +404,12 @@ class BandModulation(torch.autograd.Function):
         matrix = window_matrix(weight)
         d_matrix = torch.zeros_like(matrix)
         d_hidden = torch.zeros_like(hidden)
-        for start in range(0, band.pixels.numel(), BAND_CHUNK):
+        # Pixels sharing a representative share its gamma/beta: their gradients add up first.
+        summed = grads[0].new_zeros(band.windows.shape[0], out_channels)
+        summed.index_add_(0, band.pattern, torch.cat([grads[0][band.pixels], grads[1][band.pixels]], dim=1))
+        for start in range(0, summed.shape[0], BAND_CHUNK):
             sl = slice(start, start + BAND_CHUNK)
-            pixels = band.pixels[sl]
-            g = torch.cat([grads[0][pixels], grads[1][pixels]], dim=1)
+            g = summed[sl]
             windows = band.windows[sl]
             d_matrix.addmm_(hidden[windows].flatten(1).t(), g)
             d_hidden.index_add_(0, windows.reshape(-1), (g @ matrix.t()).view(-1, width))
@@ -386,7 +437,7 @@ def spade_modulation(
     table = one_hot_table(shared.weight, shared.bias, layout.num_classes)
     edge_weight = edge_rows(shared.weight, layout.num_classes) if layout.has_edge else None
     bias_gamma = _bias(gamma) + gamma_offset if gamma_offset else _bias(gamma)
-    use_band = layout.band_threshold > 0 and level.band(k2).fraction <= layout.band_threshold
+    use_band = layout.band_threshold > 0 and level.band(k2).work <= layout.band_threshold
     if use_band:
         bias = torch.cat([bias_gamma, _bias(beta)])
         rows = BandModulation.apply(table, edge_weight, gamma.weight, beta.weight, bias, level, level.band(k2), layout.num_classes)
