@@ -51,7 +51,7 @@ __all__ = [
     "resize_index", "tap_index", "tap_values",
 ]
 
-BAND_THRESHOLD = 0.4
+BAND_THRESHOLD = 0.6
 """Default largest band fraction at which a level takes the band-sparse path (inference only:
 measured on COCO-Stuff scenes, the dense convolution wins above ~0.4-0.5 of the pixels)."""
 
