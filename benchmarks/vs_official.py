@@ -244,11 +244,13 @@ def summary(times: dict, loads: list[float], memory: dict) -> dict:
     return result
 
 
-def run_inference(official: Official, model, scenes: list[Scene], rounds: int, device, log) -> dict:
+def run_inference(official: Official, model, scenes: list[Scene], rounds: int, device, log, dtype=None) -> dict:
+    import torch
+
     from spadekit.bench import peak_memory
     from spadekit.inference import Pipeline
 
-    pipeline = Pipeline(model, device=device, fast=True, batch_size=scenes[0].index.shape[0])
+    pipeline = Pipeline(model, device=device, dtype=dtype or torch.float32, fast=True, batch_size=scenes[0].index.shape[0])
     calls = {
         "official": lambda s: official.infer(s.label, s.instance, s.image),
         "spadekit": lambda s: pipeline.generate(s.index, s.edges, None),
@@ -306,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vgg-weights", help="torchvision's vgg19-dcbb9e9d.pth (default: the torch cache, else random)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                        help="spadekit's precision (training: train.precision; inference: the pipeline dtype); the official code runs fp32")
+    parser.add_argument("--channels-last", action="store_true", help="spadekit trains channels-last (train.channels_last)")
+    parser.add_argument("--compile", action="store_true", help="spadekit trains with torch.compile (train.compile)")
     parser.add_argument("--json", type=Path, help="write the report here")
     args = parser.parse_args(argv)
 
@@ -328,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     scenes = [Scene(*load_items(args.data, args.batch, k * args.batch), device) for k in range(args.scenes)]
 
     vgg_state, vgg_source = vgg_weights(args.vgg_weights) if args.vgg else (None, None)
-    official_args = ["--dataset_mode", "coco", "--dataroot", str(args.data), "--batchSize", str(args.batch), "--gpu_ids", "-1"]
+    official_args = ["--dataset_mode", "coco", "--dataroot", str(args.data), "--batchSize", str(args.batch)]
+    official_args += ["--gpu_ids", "0" if device.type == "cuda" else "-1"]
     if not args.vgg:
         official_args.append("--no_vgg_loss")
     log(f"building the official model from {args.official} ...")
@@ -345,7 +352,10 @@ def main(argv: list[str] | None = None) -> int:
         "batch": args.batch,
         "scenes": [[Path(it["path"]).name for it in s.items] for s in scenes],
         "rounds": args.rounds,
-        "dtype": "float32",
+        "spadekit_precision": args.precision,
+        "spadekit_channels_last": args.channels_last,
+        "spadekit_compile": args.compile,
+        "official_precision": "fp32",
         "vgg": vgg_source,
         "machine": machine(device),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -354,9 +364,11 @@ def main(argv: list[str] | None = None) -> int:
     official.model.to(device)
     if "inference" in parts:
         log("inference ...")
-        report["inference"] = run_inference(official, model, scenes, args.rounds, device, log)
+        dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+        report["inference"] = run_inference(official, model, scenes, args.rounds, device, log, dtypes[args.precision])
     if "training" in parts:
-        overrides = [f"train.batch_size={args.batch}", "loss.lambda_vgg=" + ("10" if args.vgg else "0")]
+        overrides = [f"train.batch_size={args.batch}", "loss.lambda_vgg=" + ("10" if args.vgg else "0"), f"train.precision={args.precision}"]
+        overrides += [f"train.channels_last={str(args.channels_last).lower()}", f"train.compile={str(args.compile).lower()}"]
         with tempfile.TemporaryDirectory() as tmp:
             if args.vgg:
                 weights = Path(tmp) / VGG19_FILE

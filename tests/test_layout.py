@@ -137,8 +137,33 @@ def test_spade_layer_from_a_layout_equals_the_dense_layer(kernel, edge):
     assert band.fraction < 0.95  # the constant (per-class) pixels were exercised
 
 
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+@pytest.mark.parametrize("n", [1, 2])
+def test_norm_modulation_equals_the_plain_ops_for_every_memory_layout(norm, n):
+    from spadekit.models.norms import modulated_norm, param_free_norm
+
+    torch.manual_seed(0)
+    c, h, w = 16, 2, 3
+    layouts = {"contiguous": torch.contiguous_format, "channels-last": torch.channels_last}
+    for x_layout, grad_layout, scale_layout in [(a, b, d) for a in layouts for b in layouts for d in layouts]:
+        x0 = torch.randn(n, c, h, w, dtype=torch.float64)
+        scale0, shift0, grad = (torch.randn(n, c, h, w, dtype=torch.float64) for _ in range(3))
+        results = []
+        for fused in (False, True):
+            module = param_free_norm(norm, c).double().train()
+            x = x0.contiguous(memory_format=layouts[x_layout]).requires_grad_()
+            scale = scale0.contiguous(memory_format=layouts[scale_layout]).requires_grad_()
+            shift = shift0.clone().requires_grad_()
+            out = modulated_norm(module, x, scale, shift) if fused else torch.addcmul(shift, module(x), scale)
+            out.backward(grad.contiguous(memory_format=layouts[grad_layout]))
+            results.append([out.detach(), x.grad, scale.grad, shift.grad, *module.buffers()])
+        for a, b in zip(*results):
+            assert torch.allclose(a.double(), b.double(), rtol=1e-12, atol=1e-12), (x_layout, grad_layout, scale_layout)
+
+
 GENERATOR_CASES = {
     "instance edges + don't-care, batch norm": ["model.use_instance=true", "model.contain_dontcare=true"],
+    "batch of one, batch norm": ["model.use_instance=true", "train.batch_size=1"],
     "VAE, instance norm": ["model.use_vae=true", "model.norm_G=instance"],
     "kernel 5, no spectral norm": ["model.spade_kernel=5", "model.spectral_G=false"],
     "more upsampling, 2:1": ["model.upsampling=more", "model.width=128", "model.aspect_ratio=2.0", "model.use_instance=true"],
@@ -153,11 +178,12 @@ def test_training_generator_layout_paths_give_the_dense_outputs_and_gradients(ov
     generator = build_networks(config.model, init=False)[0].double().train()
     classes = m.label_nc + int(m.contain_dontcare)
     w, h = m.output_size
-    index, instance = region_labels(2, h, w, classes)
+    n = config.train.batch_size if "train.batch_size=1" in overrides else 2
+    index, instance = region_labels(n, h, w, classes)
     edges = instance_edges(instance[:, None]) if m.use_instance else None
     semantics = one_hot(index, classes, edges, torch.float64)
-    z = torch.randn(2, m.z_dim, dtype=torch.float64) if m.use_vae else None
-    weights = torch.linspace(-1, 1, 2 * 3 * h * w, dtype=torch.float64).view(2, 3, h, w)
+    z = torch.randn(n, m.z_dim, dtype=torch.float64) if m.use_vae else None
+    weights = torch.linspace(-1, 1, n * 3 * h * w, dtype=torch.float64).view(n, 3, h, w)
     band_calls = []
     original = layout_module.BandModulation.apply
     monkeypatch.setattr(layout_module.BandModulation, "apply", lambda *a: band_calls.append(1) or original(*a))
@@ -271,3 +297,32 @@ def test_band_sparse_fast_generator_reproduces_the_official_outputs(case, thresh
     edges = semantics[:, classes:] if m.use_instance else None
     top = fast.band_fractions(index, edges)[f"{expected.shape[2]}x{expected.shape[3]}"]
     assert top < 0.95  # per-class constants were used for part of the image
+
+
+@pytest.mark.parametrize("path", ["gather", "band"])
+def test_layout_paths_train_under_bf16_autocast(path):
+    """Mixed precision (train.precision=bf16): the layout path runs in the autocast dtype and its
+    gradients come back to the float32 parameters, as close to the float32 result as the dense
+    path's under the same autocast."""
+    config = load_config("custom", ["model.label_nc=5", "model.ngf=8", "model.width=64", "model.spade_hidden=16", "model.use_instance=true"])
+    torch.manual_seed(0)
+    generator = build_networks(config.model, init=False)[0].train()
+    index, instance = region_labels(2, 64, 64, 5)
+    semantics = one_hot(index, 5, instance_edges(instance[:, None]), torch.float32)
+    results = {}
+    for name, autocast in (("reference", False), ("dense", True), (path, True)):
+        g = copy.deepcopy(generator)
+        g.layout_path, g.band_threshold = ("dense" if name == "reference" else name), 1.0
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = g(semantics)
+        out.float().square().mean().backward()
+        results[name] = out.detach().float(), torch.cat([p.grad.flatten() for p in g.parameters() if p.grad is not None])
+        assert all(p.grad.dtype == torch.float32 for p in g.parameters() if p.grad is not None)
+    reference_out, reference_grad = results["reference"]
+
+    def errors(name: str) -> tuple[float, float]:
+        out, grad = results[name]
+        return float((out - reference_out).abs().mean()), float((grad - reference_grad).norm() / reference_grad.norm())
+
+    dense, ours = errors("dense"), errors(path)
+    assert ours[0] < 2 * dense[0] + 1e-3 and ours[1] < 2 * dense[1] + 1e-2, (ours, dense)

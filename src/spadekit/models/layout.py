@@ -450,18 +450,27 @@ def spade_modulation(
     """SPADE's (gamma + ``gamma_offset``, beta), each (N, C, h, w), from a :class:`Layout` at
     ``size`` (h, w): the same values and gradients as ``mlp_gamma/beta(relu(mlp_shared(one_hot)))``,
     less work. (The offset rides on gamma's bias: ``1 + gamma`` costs no extra pass.)"""
+    device = shared.weight.device.type
+    # Under autocast the whole modulation runs in the autocast dtype, cast explicitly (autocast
+    # does not reach into the custom functions' backward, and out= products refuse mixed dtypes).
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else shared.weight.dtype
+    with torch.autocast(device, enabled=False):
+        return _modulation(layout, size, shared, gamma, beta, gamma_offset, dtype)
+
+
+def _modulation(layout: Layout, size, shared: nn.Conv2d, gamma: nn.Conv2d, beta: nn.Conv2d, gamma_offset: float, dtype) -> tuple[torch.Tensor, torch.Tensor]:
     k1, k2 = shared.kernel_size[0], gamma.kernel_size[0]
-    dtype = shared.weight.dtype
     level = layout.level(size, k1, dtype)
     n, h, w = level.shape
     channels = gamma.out_channels
-    table = one_hot_table(shared.weight, shared.bias, layout.num_classes)
-    edge_weight = edge_rows(shared.weight, layout.num_classes) if layout.has_edge else None
-    bias_gamma = _bias(gamma) + gamma_offset if gamma_offset else _bias(gamma)
+    table = one_hot_table(shared.weight, shared.bias, layout.num_classes).to(dtype)
+    edge_weight = edge_rows(shared.weight, layout.num_classes).to(dtype) if layout.has_edge else None
+    bias_gamma = (_bias(gamma) + gamma_offset if gamma_offset else _bias(gamma)).to(dtype)
+    weight_gamma, weight_beta = gamma.weight.to(dtype), beta.weight.to(dtype)
     use_band = layout.band_threshold > 0 and level.band(k2).work <= layout.band_threshold
     if use_band:
-        bias = torch.cat([bias_gamma, _bias(beta)])
-        rows = BandModulation.apply(table, edge_weight, gamma.weight, beta.weight, bias, level, level.band(k2), layout.num_classes)
+        bias = torch.cat([bias_gamma, _bias(beta).to(dtype)])
+        rows = BandModulation.apply(table, edge_weight, weight_gamma, weight_beta, bias, level, level.band(k2), layout.num_classes)
         # (N·h·w, C) rows are channels-last pixels: permuted views, no copy.
         return tuple(r.view(n, h, w, channels).permute(0, 3, 1, 2) for r in rows)  # type: ignore[return-value]
     hidden = OneHotGather.apply(level.taps, table)
@@ -471,7 +480,8 @@ def spade_modulation(
     # Two convolutions, as the official layer: each output is its own tensor (a fused conv's
     # halves would keep the whole 2C-channel map alive for the backward).
     padding = k2 // 2
-    return F.conv2d(hidden, gamma.weight, bias_gamma, padding=padding), F.conv2d(hidden, beta.weight, beta.bias, padding=padding)
+    beta_bias = beta.bias.to(dtype) if beta.bias is not None else None
+    return F.conv2d(hidden, weight_gamma, bias_gamma, padding=padding), F.conv2d(hidden, weight_beta, beta_bias, padding=padding)
 
 
 def _bias(conv: nn.Conv2d) -> torch.Tensor:

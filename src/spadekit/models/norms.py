@@ -52,12 +52,16 @@ class NormModulation(torch.autograd.Function):
         else:
             centre, factor = running_mean, torch.rsqrt(running_var + ctx.eps)
         shape = (1, -1, 1, 1)
-        normalized = ((flat - centre.view(shape)) * factor.view(shape)).view_as(x)
-        grad_scale = grad * normalized
+        normalized = ((flat - centre.view(shape)) * factor.view(shape)).to(x.dtype).view_as(x)
+        grad_scale = (grad * normalized).to(scale.dtype)
+        # The kernel expects the gradient in the input's memory format (as autograd's own formula arranges).
+        layout = torch.channels_last if flat.is_contiguous(memory_format=torch.channels_last) and not flat.is_contiguous() else torch.contiguous_format
+        flat = flat.contiguous(memory_format=layout)
+        grad_normalized = (grad * scale).reshape(flat.shape).contiguous(memory_format=layout)
         grad_x = torch.ops.aten.native_batch_norm_backward(
-            (grad * scale).reshape(flat.shape), flat, None, running_mean, running_var, mean, invstd, ctx.training, ctx.eps, [True, False, False]
+            grad_normalized, flat, None, running_mean, running_var, mean, invstd, ctx.training, ctx.eps, [True, False, False]
         )[0].view_as(x)
-        return grad_x, grad_scale, grad, None, None, None, None, None, None
+        return grad_x.to(x.dtype), grad_scale, grad, None, None, None, None, None, None
 
 
 def modulated_norm(norm: nn.Module, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
