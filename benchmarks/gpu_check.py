@@ -274,7 +274,9 @@ def layout_paths(args, device, tmp: Path) -> dict:
     for path in ("gather", "band"):
         out[f"{path}_relative_grad_difference"] = float((grads[path] - grads["dense"]).norm() / grads["dense"].norm())
     generator.layout_path = "band"
-    out["status"] = "ok" if max(out["gather_relative_grad_difference"], out["band_relative_grad_difference"]) < 1e-3 else "failed"
+    # float32 rounding, amplified by batch statistics of small batches, stays ~1e-3; a wrong
+    # gradient is off by order 1 (the float64 equality is in tests/test_layout.py).
+    out["status"] = "ok" if max(out["gather_relative_grad_difference"], out["band_relative_grad_difference"]) < 1e-2 else "failed"
     return out
 
 

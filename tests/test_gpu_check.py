@@ -47,7 +47,7 @@ def test_the_checks_run_on_the_cpu(tmp_path: Path) -> None:
     variants = checks["training"]["variants"]
     assert {"fp32", "bf16", "fp16 + scaler", "bf16 + channels-last"} <= set(variants)
     assert all(v["finite"] for v in variants.values()) and variants["fp16 + scaler"]["grad_scale"] > 0
-    assert checks["training"]["layout_paths"]["band_relative_grad_difference"] < 1e-3
+    assert checks["training"]["layout_paths"]["band_relative_grad_difference"] < 1e-2
     assert checks["vs_official"]["status"] == "skipped" and "--official" in checks["vs_official"]["reason"]
 
 
