@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-TINY = ["model.ngf=8", "model.ndf=8", "model.spade_hidden=16", "model.width=64", "data.crop_size=64", "data.load_size=64"]
+TINY = ["model.ngf=4", "model.ndf=8", "model.spade_hidden=8", "model.width=64", "data.crop_size=64", "data.load_size=64"]
 TOY_RUN = [
     "model.ngf=8", "model.ndf=8", "model.width=32", "model.spade_hidden=16", "model.use_vae=true",
     "data.crop_size=32", "data.load_size=40", "data.toy_scenes=8", "train.batch_size=2", "train.log_every=1",
@@ -103,7 +103,7 @@ def inference_precisions(args, device) -> dict:
                 pipeline = Pipeline(model, device=device, dtype=dtype, channels_last=channels_last, batch_size=args.batch)
                 e = edges.to(device, dtype) if edges is not None else None
                 images = pipeline.generate(index, e, z)
-                took = seconds(lambda: pipeline.generate(index, e, z), device)
+                took = seconds(lambda: pipeline.generate(index, e, z), device, repeats=args.steps)
             except Exception as exc:  # noqa: BLE001  (fp16 convolutions are missing on some CPUs)
                 out["paths"][name] = {"error": f"{type(exc).__name__}: {exc}"}
                 if device.type == "cuda":
@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="coco", help="model preset (default coco, full size)")
     parser.add_argument("--tiny", action="store_true", help="tiny widths (ngf 8, 64 px): a quick pass")
     parser.add_argument("--batch", type=int, default=4, help="images per call / training batch (default 4)")
-    parser.add_argument("--steps", type=int, default=3, help="timed training iterations per variant (default 3)")
+    parser.add_argument("--steps", type=int, default=3, help="timed calls per inference path and training variant (default 3)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile training (slow to compile)")
     parser.add_argument("--official", type=Path, help="NVlabs/SPADE checkout for the vs_official check")
     parser.add_argument("--only", help="comma-separated checks to run (default: all): " + ", ".join(CHECKS))

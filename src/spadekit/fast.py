@@ -43,7 +43,16 @@ from torch.nn.utils.spectral_norm import SpectralNorm
 
 from spadekit.models.blocks import SPADEResBlock
 from spadekit.models.generator import SPADEGenerator
-from spadekit.models.layout import Layout, LayoutLevel, band_rows, resize_index, tap_index, tap_values, window_matrix
+from spadekit.models.layout import (
+    BAND_MIN_PIXELS,
+    Layout,
+    LayoutLevel,
+    band_rows,
+    resize_index,
+    tap_index,
+    tap_values,
+    window_matrix,
+)
 from spadekit.models.norms import SPADE
 
 __all__ = [
@@ -170,7 +179,7 @@ class FastSPADE(nn.Module):
     def forward(self, x: torch.Tensor, level: LayoutLevel, band_threshold: float = 0.0) -> torch.Tensor:
         n, _, h, w = x.shape
         k = self.affine.kernel_size[0]
-        if band_threshold > 0 and level.band(k).work <= band_threshold:
+        if band_threshold > 0 and h * w >= BAND_MIN_PIXELS and level.band(k).work <= band_threshold:
             band = level.band(k)
             rows = band_rows(
                 level, band, self.shared.table, self.shared.edge_weight, self.matrix, self.affine.bias, self.class_values[band.classes]

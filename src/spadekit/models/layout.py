@@ -34,6 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+BAND_MIN_PIXELS = 64 * 64
+"""Levels smaller than this (per image) never take the band path: there its fixed costs (finding
+the band, grouping neighbourhoods) outweigh the convolution it saves."""
+
 BAND_CHUNK = 8192
 """Band pixels per gathered block: bounds the (pixels, k²·hidden) window buffer (~38 MiB at hidden 128)."""
 
@@ -467,7 +471,7 @@ def _modulation(layout: Layout, size, shared: nn.Conv2d, gamma: nn.Conv2d, beta:
     edge_weight = edge_rows(shared.weight, layout.num_classes).to(dtype) if layout.has_edge else None
     bias_gamma = (_bias(gamma) + gamma_offset if gamma_offset else _bias(gamma)).to(dtype)
     weight_gamma, weight_beta = gamma.weight.to(dtype), beta.weight.to(dtype)
-    use_band = layout.band_threshold > 0 and level.band(k2).work <= layout.band_threshold
+    use_band = layout.band_threshold > 0 and h * w >= BAND_MIN_PIXELS and level.band(k2).work <= layout.band_threshold
     if use_band:
         bias = torch.cat([bias_gamma, _bias(beta).to(dtype)])
         rows = BandModulation.apply(table, edge_weight, weight_gamma, weight_beta, bias, level, level.band(k2), layout.num_classes)
