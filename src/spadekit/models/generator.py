@@ -116,11 +116,10 @@ class SPADEGenerator(nn.Module):
             if z is None:
                 # Sampled where the input lives (the official code assumes a GPU here).
                 reference = seg.index if isinstance(seg, Layout) else seg
-                dtype = self.fc.weight.dtype if isinstance(seg, Layout) else seg.dtype
-                z = torch.randn(reference.shape[0], self.z_dim, device=reference.device, dtype=dtype)
+                z = torch.randn(reference.shape[0], self.z_dim, device=reference.device, dtype=seg.dtype)
             return self.fc(z).unflatten(1, (16 * self.ngf, self.sh, self.sw))
         if isinstance(seg, Layout):
-            return self.fc(seg.semantics((self.sh, self.sw), self.fc.weight.dtype))
+            return self.fc(seg.semantics((self.sh, self.sw), seg.dtype))
         return self.fc(F.interpolate(seg, size=(self.sh, self.sw), mode="nearest"))
 
     def forward(self, semantics: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:

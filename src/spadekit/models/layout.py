@@ -267,6 +267,8 @@ class Layout:
         self.edges = edges
         self.num_classes = num_classes
         self.band_threshold = band_threshold
+        self.dtype = edges.dtype if edges is not None else torch.float32
+        """The dtype of the semantics this layout stands for."""
         self._levels: dict[tuple[int, int, int, torch.dtype], LayoutLevel] = {}
 
     @classmethod
@@ -282,7 +284,9 @@ class Layout:
             if not (bool((picked == 1).all()) and bool((classes.sum(dim=1) == 1).all()) and bool((classes >= 0).all())):
                 return None
         edges = semantics[:, num_classes:] if semantics.shape[1] == num_classes + 1 else None
-        return cls(index, edges, num_classes, band_threshold)
+        layout = cls(index, edges, num_classes, band_threshold)
+        layout.dtype = semantics.dtype
+        return layout
 
     @property
     def has_edge(self) -> bool:

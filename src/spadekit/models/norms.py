@@ -78,7 +78,9 @@ def modulated_norm(norm: nn.Module, x: torch.Tensor, scale: torch.Tensor, shift:
         tracked = not norm.training or norm.track_running_stats
         mean, var = (norm.running_mean, norm.running_var) if tracked else (None, None)
         return NormModulation.apply(x, scale, shift, mean, var, training, momentum, norm.eps, False)
-    if type(norm) is nn.InstanceNorm2d and not norm.affine and not norm.track_running_stats and x.is_contiguous():
+    if type(norm) is nn.InstanceNorm2d and not norm.affine and not norm.track_running_stats:
+        # Also for channels-last x: PyTorch's own instance norm gets the gradient wrong when it
+        # arrives channels-last with a batch of one (torch 2.14), as the layout path's does.
         return NormModulation.apply(x, scale, shift, None, None, True, 0.0, norm.eps, True)
     return torch.addcmul(shift, norm(x), scale)
 
