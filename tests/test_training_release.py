@@ -85,8 +85,8 @@ def test_a_short_run_releases_a_generator_that_is_not_flat_grey(tmp_path):
         # How far the released weights went from the initial ones, relative to the trained weights
         # (parameters: buffers such as batch-norm statistics are copied, not averaged).
         trained, ema = dict(trainer.G.named_parameters()), dict(trainer.ema.module.named_parameters())
-        moved[warmup] = sum(float((ema[k] - v).norm()) for k, v in initial.items()) / sum(
-            float((trained[k] - v).norm()) for k, v in initial.items()
+        moved[warmup] = sum(float((ema[k].detach() - v).norm()) for k, v in initial.items()) / sum(
+            float((trained[k].detach() - v).norm()) for k, v in initial.items()
         )
         items = [open_dataset(None, split="val", train=False, data=config.data, model=config.model)[i] for i in range(4)]
         raw = _output_std(config, trainer.G, items)
