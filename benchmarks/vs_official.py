@@ -104,8 +104,10 @@ class Official:
         self.opt = opt
         self.device = device
 
+        plain_vgg19 = torchvision.models.vgg19  # taken before the patch below replaces it
+
         def vgg19(*_args, **_kwargs):
-            net = torchvision.models.vgg19(weights=None)
+            net = plain_vgg19(weights=None)
             if vgg_state is not None:
                 net.load_state_dict(vgg_state)
             return net
