@@ -7,6 +7,7 @@ and the server's resident memory after warm-up and after every round (steady mem
 from round to round). Writes JSON.
 
     python benchmarks/studio_load.py --model toy --requests 200 --concurrency 200 --out studio_load.json
+    python benchmarks/studio_load.py --max-batch 1 --out unbatched.json     # one synthesis per call
 
 Exit status 1 when any request was not answered with 200.
 """
@@ -93,13 +94,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="bursts to send; memory is read after each (default 3)")
     parser.add_argument("--warmup", type=int, default=10, help="sequential requests before measuring (default 10)")
     parser.add_argument("--device", default="cpu", help="where the model runs (default cpu)")
+    parser.add_argument("--max-batch", type=int, default=8, help="the server's dynamic batch limit (1: one synthesis per call)")
+    parser.add_argument("--batch-wait-ms", type=float, default=5.0, help="the server's batch wait (default 5)")
     parser.add_argument("--out", default="studio_load.json", help="JSON file to write (default studio_load.json)")
     args = parser.parse_args(argv)
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "spadekit.cli", "studio", "--model", args.model, "--port", str(port), "--device", args.device]
-    command += ["--max-queue", str(max(256, args.concurrency))]
+    command += ["--max-queue", str(max(256, args.concurrency)), "--max-batch", str(args.max_batch), "--batch-wait-ms", str(args.batch_wait_ms)]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
@@ -160,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.model,
         "model_size": info["size"],
         "device": args.device,
+        "max_batch": args.max_batch,
+        "batch_wait_ms": args.batch_wait_ms,
+        "load_average_1min": os.getloadavg()[0],
         "requests_per_round": args.requests,
         "concurrency": args.concurrency,
         "rounds": rounds,

@@ -383,7 +383,10 @@ def test_200_concurrent_requests_all_answered_memory_steady(server, client):
     assert [r[0] for r in results] == [200] * 200
     for i, (_, content, seed, _) in enumerate(results):
         assert seed == str(i % 3)
-        assert content == reference[i % 3]  # every answer is the right image for its request
+        # Every answer is the right image for its request: the unbatched one, up to the float
+        # rounding of a batched call (at most one grey level).
+        difference = np.abs(decode(content).astype(int) - decode(reference[i % 3]).astype(int))
+        assert difference.max() <= 1 and difference.mean() < 0.01
     assert worker.stats()["completed"] - done_before == 200
     assert worker.max_running_seen == 1  # never two syntheses at once
     assert worker.pending == 0

@@ -75,11 +75,19 @@ def test_a_short_run_releases_a_generator_that_is_not_flat_grey(tmp_path):
     """The issue's run: 30 steps at EMA decay 0.999. Without the warm-up the EMA is ~97 % initial
     weights (Xavier gain 0.02), whose images are nearly constant; with it the release follows training."""
     stds = {}
+    moved = {}
     for warmup in (True, False):
         config = load_config("toy", TINY + ["train.ema_decay=0.999", f"train.ema_warmup={str(warmup).lower()}"])
         run = tmp_path / f"warmup-{warmup}"
         trainer = build_trainer(config, run, steps=30, progress=False, tensorboard=False, log=lambda _: None)
+        initial = {k: v.detach().clone() for k, v in trainer.G.named_parameters()}
         trainer.fit()
+        # How far the released weights went from the initial ones, relative to the trained weights
+        # (parameters: buffers such as batch-norm statistics are copied, not averaged).
+        trained, ema = dict(trainer.G.named_parameters()), dict(trainer.ema.module.named_parameters())
+        moved[warmup] = sum(float((ema[k].detach() - v).norm()) for k, v in initial.items()) / sum(
+            float((trained[k].detach() - v).norm()) for k, v in initial.items()
+        )
         items = [open_dataset(None, split="val", train=False, data=config.data, model=config.model)[i] for i in range(4)]
         raw = _output_std(config, trainer.G, items)
         released = load_model(run / "model")
@@ -90,8 +98,9 @@ def test_a_short_run_releases_a_generator_that_is_not_flat_grey(tmp_path):
     raw, ema = stds[True]
     assert raw > 0.05, stds  # the live generator has learnt something: images are not flat
     assert ema > 0.5 * raw, stds  # the warmed-up EMA follows it
-    raw_off, ema_off = stds[False]
-    assert ema_off < 0.25 * raw_off, stds  # the bug the warm-up fixes, reproduced
+    # The bug the warm-up fixes, reproduced: the EMA without it is still ~97 % initial weights.
+    # (How flat its images are then depends on the run's trajectory, so the weights are checked.)
+    assert moved[False] < 0.1 < 0.5 < moved[True], moved
 
 
 def test_plan_release_metadata_and_warning_say_which_generator_was_saved(tmp_path, capsys):

@@ -234,6 +234,10 @@ def run_bench(
             r["effective_flops"] = plain_flops * batch / median
             r["effective_fraction_of_peak"] = r["effective_flops"] / report["peak_flops"]
     report["paths"] = results
+    bands = getattr(pipelines["fast"].generator, "band_fractions", None) if "fast" in pipelines else None
+    if bands is not None:
+        # The share of pixels whose gamma/beta need convolutions, per resolution, per image.
+        report["band_fractions"] = [bands(index[i : i + 1], edges[i : i + 1] if edges is not None else None) for i in range(batch)]
     if "plain" in results and "fast" in results:
         report["speedup"] = results["fast"]["images_per_second"] / results["plain"]["images_per_second"]
         report["max_abs_diff"] = float((outputs["plain"] - outputs["fast"]).abs().max())
@@ -257,6 +261,9 @@ def format_report(report: dict) -> str:
             f"{r['flops_per_image'] / 1e9:.1f} GFLOP/img, {r['achieved_flops'] / 1e9:.1f} GFLOP/s "
             f"({100 * r['fraction_of_peak']:.0f}% of peak){effective}, peak memory {memory}"
         )
+    if report.get("band_fractions"):
+        fractions = report["band_fractions"][0]
+        lines.append("  band fraction (image 1): " + ", ".join(f"{size} {100 * f:.0f}%" for size, f in fractions.items()))
     if "speedup" in report:
         lines.append(
             f"  fast / plain: {report['speedup']:.2f}x, max abs difference {report['max_abs_diff']:.2e} "

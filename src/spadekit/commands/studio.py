@@ -37,6 +37,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=256,
         help="syntheses allowed to wait at once; more are answered 503 'busy' (default 256)",
     )
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=8,
+        help="waiting syntheses run together in one generator call, at most this many (default 8; 1: one at a time)",
+    )
+    parser.add_argument(
+        "--batch-wait-ms", type=float, default=5.0, help="how long a batch that is not full waits for more requests (default 5)"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -48,16 +57,19 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port}: must lie in 0..65535")
-    if args.max_upload_mb <= 0 or args.max_side < 1 or args.max_queue < 1:
-        raise ConfigError("--max-upload-mb, --max-side and --max-queue must be positive")
+    if args.max_upload_mb <= 0 or args.max_side < 1 or args.max_queue < 1 or args.max_batch < 1 or args.batch_wait_ms < 0:
+        raise ConfigError("--max-upload-mb, --max-side, --max-queue and --max-batch must be positive (--batch-wait-ms >= 0)")
     device = pick_device(args.device)
     _check_port_free(args.host, args.port)
-    pipeline, palette = open_studio_model(args.model, device=device)
+    pipeline, palette = open_studio_model(args.model, device=device, batch_size=args.max_batch)
     limits = StudioLimits(
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_side=args.max_side, max_pixels=args.max_side**2,
         min_side=min(StudioLimits.min_side, args.max_side),
     )
-    app = create_app(pipeline, model_name=str(args.model), limits=limits, max_pending=args.max_queue, palette_pipeline=palette)
+    app = create_app(
+        pipeline, model_name=str(args.model), limits=limits, max_pending=args.max_queue,
+        max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms, palette_pipeline=palette,
+    )
     if args.host not in LOOPBACK_HOSTS:
         print(f"warning: listening on {args.host}: anyone who can reach this machine can use the studio")
     shown = f"[{args.host}]" if ":" in args.host else args.host

@@ -28,6 +28,7 @@ def _spade(config: Config) -> nn.Module:
         spade_hidden=cfg.spade_hidden,
         use_vae=cfg.use_vae,
         z_dim=cfg.z_dim,
+        layout_classes=cfg.label_nc + int(cfg.contain_dontcare),
     )
 
 

@@ -7,8 +7,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from spadekit.models.blocks import SPADEResBlock
+from spadekit.models.layout import Layout
 
 UPSAMPLINGS = {"normal": 5, "more": 6, "most": 7}
+LAYOUT_PATHS = ("band", "gather", "dense")
+"""How a training-mode forward computes SPADE's modulation from one-hot semantics: band-sparse
+where the band is small enough, the gather everywhere, or the official dense convolutions."""
 
 
 def latent_size(width: int, aspect_ratio: float, upsampling: str) -> tuple[int, int]:
@@ -27,6 +31,13 @@ class SPADEGenerator(nn.Module):
 
     Shapes: ``semantics`` (N, S, H, W) one-hot; ``z`` (N, z_dim) or None → (N, 3, H, W) where
     (W, H) is the generator's output size.
+
+    ``layout_classes`` (C, the one-hot channels before the optional edge channel) lets a
+    training-mode forward replace the one-hot tensor by class indices (:mod:`spadekit.models.layout`):
+    the same outputs and gradients up to float summation order, with the first SPADE convolution
+    as a gather and gamma/beta convolved only near boundaries. ``layout_path`` (``band``, ``gather``
+    or ``dense``) picks how far; eval mode and inputs that are not exactly one-hot always take the
+    dense path.
     """
 
     def __init__(
@@ -42,8 +53,13 @@ class SPADEGenerator(nn.Module):
         spade_hidden: int = 128,
         use_vae: bool = False,
         z_dim: int = 256,
+        layout_classes: int | None = None,
     ):
         super().__init__()
+        self.layout_classes = layout_classes
+        self.layout_path = "band"
+        self.band_threshold = 0.5
+        """Largest band fraction at which a level takes the band-sparse path (``layout_path="band"``)."""
         if upsampling not in UPSAMPLINGS:
             raise ValueError(f"upsampling must be one of {', '.join(UPSAMPLINGS)}")
         self.semantic_nc = semantic_nc
@@ -85,17 +101,29 @@ class SPADEGenerator(nn.Module):
     def up(x: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x, scale_factor=2, mode="nearest")
 
-    def start_map(self, seg: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+    def layout(self, semantics: torch.Tensor) -> torch.Tensor | Layout:
+        """What the SPADE layers receive: a :class:`Layout` in training mode when allowed, else ``semantics``."""
+        if self.layout_path not in LAYOUT_PATHS:
+            raise ValueError(f"layout_path must be one of {', '.join(LAYOUT_PATHS)}, not {self.layout_path!r}")
+        if not self.training or self.layout_classes is None or self.layout_path == "dense":
+            return semantics
+        threshold = self.band_threshold if self.layout_path == "band" else 0.0
+        return Layout.from_semantics(semantics, self.layout_classes, threshold) or semantics
+
+    def start_map(self, seg: torch.Tensor | Layout, z: torch.Tensor | None) -> torch.Tensor:
         """The (N, 16·ngf, sh, sw) map the blocks start from."""
         if self.use_vae:
             if z is None:
                 # Sampled where the input lives (the official code assumes a GPU here).
-                z = torch.randn(seg.shape[0], self.z_dim, device=seg.device, dtype=seg.dtype)
+                reference = seg.index if isinstance(seg, Layout) else seg
+                z = torch.randn(reference.shape[0], self.z_dim, device=reference.device, dtype=seg.dtype)
             return self.fc(z).unflatten(1, (16 * self.ngf, self.sh, self.sw))
+        if isinstance(seg, Layout):
+            return self.fc(seg.semantics((self.sh, self.sw), seg.dtype))
         return self.fc(F.interpolate(seg, size=(self.sh, self.sw), mode="nearest"))
 
     def forward(self, semantics: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        seg = semantics
+        seg = self.layout(semantics)
         x = self.start_map(seg, z)
         x = self.head_0(x, seg)
         x = self.up(x)

@@ -20,8 +20,9 @@ Routes (all answers to bad input are 4xx JSON ``{"error": "...", "field": "..."}
   (:mod:`spadekit.studio.palette_mode`).
 
 One model lives in memory. Its forward passes run one at a time on a dedicated thread
-(:class:`SynthesisWorker`), in arrival order; uploads are read and decoded on the event loop and a
-thread pool, so a slow client only ever holds up itself.
+(:class:`SynthesisWorker`), in arrival order, with waiting plain syntheses batched into one
+generator call (dynamic batching); uploads are read and decoded on the event loop and a thread
+pool, so a slow client only ever holds up itself.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ from spadekit.studio.uploads import (
     unused_color,
     upload_error,
 )
-from spadekit.studio.worker import QueueFull, SynthesisWorker
+from spadekit.studio.worker import QueueFull, SynthesisWorker, synthesis_group
 
 if TYPE_CHECKING:
     from spadekit.inference import Pipeline
@@ -225,6 +226,8 @@ def create_app(
     max_pending: int = 256,
     examples: list[Example] | None = None,
     palette_pipeline: "PalettePipeline | None" = None,
+    max_batch: int = 8,
+    batch_wait_ms: float = 5.0,
 ) -> FastAPI:
     """Build the studio app around one loaded pipeline.
 
@@ -237,9 +240,13 @@ def create_app(
         palette_pipeline: for a model that makes layouts from class proportions, its palette pipeline (whose
             image stage ``pipeline`` is): adds the palette mode. :func:`~spadekit.studio.modes.open_studio_model`
             loads both.
+        max_batch, batch_wait_ms: dynamic batching of waiting plain syntheses (label map + seed)
+            into one generator call: at most ``max_batch`` requests, waiting at most
+            ``batch_wait_ms`` for a batch to fill (1: one request per call).
     """
     limits = limits or StudioLimits()
-    worker = SynthesisWorker(max_pending=max_pending)
+    worker = SynthesisWorker(max_pending=max_pending, max_batch=max_batch, max_wait_s=batch_wait_ms / 1000)
+    plain_syntheses = synthesis_group(pipeline)
     # The pipeline's palette is the one it decodes colour-coded label maps with: the model's colours,
     # or a generated distinct colour per class when the model has none.
     palette = pipeline.palette
@@ -428,7 +435,10 @@ def create_app(
             return images[0], time.perf_counter() - start
 
         try:
-            image, seconds = await worker.run(job)
+            if style is None and region is None:  # batched with other waiting plain requests: the same image as alone
+                image, seconds = await worker.run_batched(plain_syntheses, (ids, seed))
+            else:
+                image, seconds = await worker.run(job)
         except QueueFull as exc:
             return _error(503, f"busy: {exc}; retry shortly", headers={"Retry-After": "1"})
         except SpadekitError as exc:

@@ -34,10 +34,13 @@ T = TypeVar("T")
 log = logging.getLogger("spadekit.studio")
 
 
-def open_studio_model(model: str | Path, device: str | torch.device = "cpu") -> tuple["Pipeline", "PalettePipeline | None"]:
+def open_studio_model(
+    model: str | Path, device: str | torch.device = "cpu", batch_size: int = 8
+) -> tuple["Pipeline", "PalettePipeline | None"]:
     """Load ``model`` (a release folder or a bundled name) for the studio: the layout→image
     :class:`Pipeline` the page paints with, and, for a model that makes layouts from class proportions,
-    the :class:`PalettePipeline` whose image stage that pipeline is (else None)."""
+    the :class:`PalettePipeline` whose image stage that pipeline is (else None). ``batch_size``: most
+    images per generator call (the studio's dynamic batch)."""
     from spadekit.inference import Pipeline
     from spadekit.release import load_model
 
@@ -49,7 +52,7 @@ def open_studio_model(model: str | Path, device: str | torch.device = "cpu") -> 
         if palette.image is None:
             loaded.method.image_stage(loaded)  # raises why there is no image model
         return palette.image, palette
-    return Pipeline(loaded, device=device), None
+    return Pipeline(loaded, device=device, batch_size=batch_size), None
 
 
 async def read_json(request: Request, allowed: tuple[str, ...]) -> dict[str, Any]:
