@@ -1,11 +1,9 @@
 """Diversity benchmark: do a model's samples of one layout vary as much as real toy photos of it?
 
-Real reference: toy scene layouts photographed in several styles (``render_scene(seed, size,
-style_seed=k)``: the same label and instance maps, another look each). Model: the same label and
-instance maps drawn with as many latent seeds (``Pipeline(..., seed=s, num_samples=K)``, no style
-photo: z ~ N(0, I)). Both are scored with the toy protocol's feature diversity (the mean pairwise
-:meth:`~spadekit.evaluation.toy_segmenter.ToySegmenter.feature_distance` of the K images of a
-layout, averaged over layouts; what ``spadekit evaluate --metrics feature-diversity`` reports).
+Real reference: toy layouts photographed in several styles (``render_scene(seed, size,
+style_seed=k)``: the same label and instance maps, another look each). Model: the same maps drawn
+with as many latent seeds (``Pipeline(..., seed=s, num_samples=K)``, no style photo). Both are
+scored with the toy protocol's feature diversity (see :mod:`spadekit.evaluation.toy_diversity`).
 
     python benchmarks/toy_diversity.py                     # the bundled toy model, 20 layouts x 4
     python benchmarks/toy_diversity.py --model runs/toy/model --out diversity.json
@@ -33,39 +31,23 @@ def main() -> None:
 
     import torch
 
-    from spadekit.data.toy import render_scene, scene_seed
-    from spadekit.evaluation.diversity import Diversity
-    from spadekit.evaluation.toy_segmenter import load_toy_segmenter, to_unit_range
+    from spadekit.evaluation.toy_diversity import toy_diversity
+    from spadekit.evaluation.toy_segmenter import load_toy_segmenter
     from spadekit.inference import Pipeline
 
     torch.set_num_threads(args.threads)
     begin = time.perf_counter()
-    pipe = Pipeline.from_pretrained(args.model)
-    segmenter = load_toy_segmenter()
-    width, _ = pipe.size
-    real, model = Diversity(segmenter.feature_distance), Diversity(segmenter.feature_distance)
-    for i in range(args.layouts):
-        layout_seed = scene_seed(args.seed, i, "val")
-        scenes = [render_scene(layout_seed, width, style_seed=k) for k in range(args.samples)]
-        photos = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1) for s in scenes])
-        real.update(to_unit_range(photos))
-        model.update(pipe(scenes[0].label, scenes[0].instance, seed=1000 * i, num_samples=args.samples, output="tensor"))
-    real_value, model_value = real.compute(), model.compute()
-    ratio = model_value / real_value
-    met = 0.5 <= ratio <= 2.0
+    result = toy_diversity(Pipeline.from_pretrained(args.model), load_toy_segmenter(), args.layouts, args.samples, args.seed)
+    met = 0.5 <= result["ratio"] <= 2.0
     print(f"feature diversity over {args.layouts} layouts x {args.samples} samples: real toy photos (style seeds) "
-          f"{real_value:.4f}, {args.model} (latent seeds) {model_value:.4f}, ratio {ratio:.2f} "
+          f"{result['real']:.4f}, {args.model} (latent seeds) {result['model']:.4f}, ratio {result['ratio']:.2f} "
           f"(goal 0.5..2: {'met' if met else 'missed'})")
     report = {
         "benchmark": "toy_diversity",
         "model": args.model,
-        "layouts": args.layouts,
-        "samples": args.samples,
         "seed": args.seed,
         "metric": "feature-diversity (toy segmenter features, not LPIPS)",
-        "real": real_value,
-        "model_value": model_value,
-        "ratio": ratio,
+        **result,
         "goal": {"range": [0.5, 2.0], "met": met},
         "seconds": round(time.perf_counter() - begin, 1),
     }

@@ -11,7 +11,8 @@ ripples, lane marks...), shading and sensor noise, so the label → photo mappin
 
 Everything is vectorised numpy (per-object work is limited to its bounding box); a 128×128 scene
 takes a few milliseconds. :func:`render_scene` is deterministic: the same ``(seed, size)`` gives the
-same bytes.
+same bytes. With a ``style_seed`` the layout and the look come from separate streams, so one layout
+can be photographed in several styles (the real spread that a model's samples are compared with).
 
 Instance maps follow the COCO-Stuff recipe: stuff pixels carry their class id, every thing
 (building, tree, car, person) gets its own id from :data:`FIRST_INSTANCE_ID` upwards (windows are
