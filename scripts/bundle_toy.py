@@ -1,26 +1,45 @@
-"""Turn a finished toy training run into the bundled model ``src/spadekit/bundled/toy``.
+"""Turn a finished toy training run into the bundled model ``src/spadekit/bundled/toy`` and its card.
 
-    spadekit train --preset toy --out runs/toy                 # ~1 hour on a 2-core CPU
-    spadekit evaluate --model runs/toy/model --preset toy --out runs/toy/eval.json
-    python scripts/bundle_toy.py runs/toy --eval runs/toy/eval.json
+    spadekit train --preset toy --out runs/toy                 # see the card for time and hardware
+    spadekit evaluate --model runs/toy/model --preset toy --max-images 200 --real-reference --out runs/toy/eval.json
+    python benchmarks/style_fidelity.py --model runs/toy/model --out runs/toy/style.json
+    python benchmarks/toy_diversity.py --model runs/toy/model --out runs/toy/diversity.json
+    python scripts/bundle_toy.py runs/toy --eval runs/toy/eval.json --style runs/toy/style.json \\
+        --diversity runs/toy/diversity.json --notes scripts/toy_model_notes.md
 
 The generator and encoder are stored in float16 (halving the package size; the networks still run
 in float32 after loading), the discriminator is left out (it only matters for further training:
-fine-tune with ``--init-from toy`` and a fresh discriminator). A model card records the command,
-steps, wall time and evaluation numbers.
+fine-tune with ``--init-from toy`` and a fresh discriminator). The model card records the command,
+steps, wall time, hardware, the evaluation against real toy photos and the issue's goals, and the
+regression floor that ``tests/test_bundled_toy.py`` holds the bundled model to (measured here on
+the bundled fp16 weights, on a small fixed set of scenes).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import shutil
+import statistics
+import time
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = REPO / "src" / "spadekit" / "bundled" / "toy"
+
+# The regression set of tests/test_bundled_toy.py: small enough for seconds on a CPU.
+FLOOR_SCENES = 16
+FLOOR_PAIRS = 20
+FLOOR_LAYOUTS, FLOOR_SAMPLES = 4, 3
+FLOOR_MARGIN = {"miou": 0.02, "accuracy": 0.01, "style_r_sky": 0.05, "style_r_grass": 0.05, "diversity": 0.1}
+"""Floor = value on the regression set − margin (room for other CPUs' arithmetic, not for a worse model)."""
+
+GOALS = {"fid": 0.14, "miou": 0.76, "accuracy": 0.92, "style_r": 0.8, "diversity": (0.5, 2.0), "megabytes": 20.0,
+         "seconds": 0.5}
 
 
 def training_summary(run: Path) -> dict:
@@ -34,18 +53,98 @@ def training_summary(run: Path) -> dict:
     return {"steps": records[-1]["step"], "hours": seconds / 3600, "last": records[-1]}
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def regression_set(model_dir: Path) -> dict:
+    """The numbers tests/test_bundled_toy.py recomputes: mIoU / accuracy on the first val scenes,
+    style r on the first pairs, model feature diversity on the first layouts."""
+    from spadekit.evaluation.evaluate import evaluate
+    from spadekit.evaluation.style_fidelity import style_fidelity, toy_pairs
+    from spadekit.evaluation.toy_diversity import toy_diversity
+    from spadekit.evaluation.toy_segmenter import load_toy_segmenter
+    from spadekit.inference import Pipeline
+
+    report = evaluate(str(model_dir), preset="toy", metrics="miou,accuracy", max_images=FLOOR_SCENES, progress=False)
+    pipe = Pipeline.from_pretrained(str(model_dir))
+    style = style_fidelity(pipe, toy_pairs(FLOOR_PAIRS, pipe.size[0]), pipe.class_names)["classes"]
+    diversity = toy_diversity(pipe, load_toy_segmenter(), FLOOR_LAYOUTS, FLOOR_SAMPLES)
+    return {
+        "miou": report["metrics"]["miou"],
+        "accuracy": report["metrics"]["accuracy"],
+        "style_r_sky": style["sky"]["r"],
+        "style_r_grass": style["grass"]["r"],
+        "diversity": diversity["model"],
+    }
+
+
+def inference_seconds(model_dir: Path, threads: int, repeats: int = 20) -> tuple[float, float]:
+    """(median, fastest) wall time of one 128² image through Pipeline (fast path) on ``threads`` threads."""
+    import torch
+
+    from spadekit.data.toy import render_scene
+    from spadekit.inference import Pipeline
+
+    torch.set_num_threads(threads)
+    pipe = Pipeline.from_pretrained(str(model_dir))
+    scene = render_scene(0, pipe.size[0])
+    pipe(scene.label, scene.instance, seed=0)
+    times = []
+    for k in range(repeats):
+        begin = time.perf_counter()
+        pipe(scene.label, scene.instance, seed=k)
+        times.append(time.perf_counter() - begin)
+    torch.set_num_threads(1)
+    return statistics.median(times), min(times)
+
+
+def real_fid_floor(count: int = 200) -> float:
+    """Toy FID between the first ``count`` real val photos and as many real test photos: what two
+    sets of real toy photos of that size score (other layouts, so an upper bound of the floor)."""
+    from spadekit.evaluation.fid import FeatureStatistics, frechet_distance
+    from spadekit.evaluation.toy_segmenter import load_toy_segmenter, render_toy_set, to_unit_range
+
+    segmenter = load_toy_segmenter()
+    stats = []
+    for split in ("val", "test"):
+        images, _ = render_toy_set(count, 128, split)
+        s = FeatureStatistics()
+        for start in range(0, count, 50):
+            s.update(segmenter.features(to_unit_range(images[start : start + 50])))
+        stats.append(s.compute())
+    return frechet_distance(stats[0].mu, stats[0].sigma, stats[1].mu, stats[1].sigma)
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="run directory of `spadekit train --preset toy`")
-    parser.add_argument("--eval", type=Path, help="report JSON of `spadekit evaluate` on this model")
+    parser.add_argument("--eval", type=Path, required=True, help="report JSON of `spadekit evaluate` on this model")
+    parser.add_argument("--style", type=Path, required=True, help="JSON of benchmarks/style_fidelity.py on this model")
+    parser.add_argument("--diversity", type=Path, required=True, help="JSON of benchmarks/toy_diversity.py on this model")
+    parser.add_argument("--notes", type=Path, help="markdown inserted into the card (the recipe and why)")
     parser.add_argument("--command", default="spadekit train --preset toy --out runs/toy", help="training command for the card")
     parser.add_argument(
         "--eval-command",
         default="spadekit evaluate --model toy --preset toy --max-images 200 --real-reference --out eval.json",
         help="evaluation command for the card",
     )
+    parser.add_argument("--hardware", default=None, help="hardware line for the card (default: this CPU, shared, 1 thread)")
     args = parser.parse_args()
 
+    import torch
+
+    torch.set_num_threads(1)
     model_dir = args.run / "model"
     staging = TARGET.with_name(".toy.staging")
     shutil.rmtree(staging, ignore_errors=True)
@@ -56,11 +155,33 @@ def main() -> None:
         if source.exists():
             state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in load_file(str(source)).items()}
             save_file(state, str(staging / f"{part}.safetensors"), metadata={"format": "pt", "dtype": "float16"})
+    megabytes = sum(p.stat().st_size for p in staging.iterdir()) / 1e6
 
     summary = training_summary(args.run)
-    evaluation = json.loads(args.eval.read_text()) if args.eval else None
+    evaluation = json.loads(args.eval.read_text())
+    style = json.loads(args.style.read_text())
+    diversity = json.loads(args.diversity.read_text())
     config = json.loads((model_dir / "config.json").read_text())["config"]
-    m = config["model"]
+    m, t, loss = config["model"], config["train"], config["loss"]
+    print("measuring the fp16 weights: regression set, inference time, real FID floor ...", flush=True)
+    floor_values = regression_set(staging)
+    timings = {threads: inference_seconds(staging, threads) for threads in (1, 2)}
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    seconds = min(median for median, _ in timings.values())
+    fid_floor = real_fid_floor()
+
+    metrics = evaluation["metrics"]
+    real = evaluation.get("real_reference", {})
+    sky, grass = style["with_style"]["classes"]["sky"]["r"], style["with_style"]["classes"]["grass"]["r"]
+    sky0, grass0 = style["without_style"]["classes"]["sky"]["r"], style["without_style"]["classes"]["grass"]["r"]
+    ratio = diversity["ratio"]
+    steps_per_epoch = None
+    decay = f"lr constant for {t['epochs']} epochs, then linear decay to 0 over {t['epochs_decay']}"
+    if config["data"].get("toy_scenes"):
+        steps_per_epoch = config["data"]["toy_scenes"] // t["batch_size"]
+        decay += f" ({steps_per_epoch} steps per epoch)"
+    l1 = (f" + L1 on {loss['l1_pool']}×{loss['l1_pool']}-pooled images ×{loss['lambda_l1']:g}" if loss.get("lambda_l1") else "")
+    hardware = args.hardware or f"{cpu_name()}, 2 cores shared with other jobs; fp32, one thread"
     lines = [
         "# Bundled model: toy",
         "",
@@ -71,36 +192,84 @@ def main() -> None:
         "| | |",
         "|---|---|",
         f"| architecture | SPADE, ngf {m['ngf']}, SPADE hidden {m['spade_hidden']}, {m['width']}×{m['width']}, "
-        f"norm {m['norm_G']}, instance edges, VAE (z {m['z_dim']}) |",
-        f"| training command | `{args.command}` |",
-        f"| steps | {summary['steps']} generator updates, batch {config['train']['batch_size']}, "
-        f"EMA {config['train']['ema_decay']} |",
-        f"| wall time | {summary['hours']:.2f} h on a shared 2-core CPU (fp32, one thread) |",
-        "| losses | hinge GAN + feature matching + KL (no VGG: its ImageNet weights are not bundled) |",
-        "| storage | generator and encoder in float16 safetensors (loaded into float32); no discriminator |",
+        f"norm {m['norm_G']}, instance edges, VAE (z {m['z_dim']}); discriminator ndf {m['ndf']}, {m['num_D']} scales |",
+        f"| training command | `{args.command}` (the `toy` preset holds every option below) |",
+        f"| steps | {summary['steps']} generator updates, batch {t['batch_size']}, {config['data'].get('toy_scenes')} "
+        f"training scenes; {decay}; EMA {t['ema_decay']} with warm-up |",
+        f"| learning rates | G {t['lr'] / 2:g}, D {t['lr'] * 2:g} (TTUR), Adam betas (0, 0.9) |",
+        f"| wall time | {summary['hours']:.2f} h |",
+        f"| hardware | {hardware} |",
+        f"| losses | hinge GAN + feature matching ×{loss['lambda_feat']:g}{l1} + KL ×{loss['lambda_kld']:g} "
+        "(no VGG: its ImageNet weights are not bundled) |",
+        f"| storage | generator and encoder in float16 safetensors (loaded into float32), {megabytes:.1f} MB; no discriminator |",
         "| last logged losses | " + ", ".join(f"{k} {v:.3f}" for k, v in summary["last"].items() if k.startswith(("G_", "D_", "KLD"))) + " |",
+        "",
+        "## Evaluation against real toy photos, and the goals of issue 13",
+        "",
+        "| measure | this model | real toy photos | goal | |",
+        "|---|---|---|---|---|",
+        f"| toy FID (200 val scenes) | {metrics['fid']:.4f} | {fid_floor:.4f} (200 other real scenes) | ≤ {GOALS['fid']} | "
+        f"{met(metrics['fid'] <= GOALS['fid'])} |",
+        f"| miou | {metrics['miou']:.4f} | {real.get('miou', float('nan')):.4f} | ≥ {GOALS['miou']} | {met(metrics['miou'] >= GOALS['miou'])} |",
+        f"| accuracy | {metrics['accuracy']:.4f} | {real.get('accuracy', float('nan')):.4f} | ≥ {GOALS['accuracy']} | "
+        f"{met(metrics['accuracy'] >= GOALS['accuracy'])} |",
+        f"| mean_accuracy | {metrics['mean_accuracy']:.4f} | {real.get('mean_accuracy', float('nan')):.4f} | | |",
+        f"| style r, sky ({style['pairs']} pairs) | {sky:.3f} (no style: {sky0:.3f}) | | ≥ {GOALS['style_r']} | "
+        f"{met(sky is not None and sky >= GOALS['style_r'])} |",
+        f"| style r, grass ({style['pairs']} pairs) | {grass:.3f} (no style: {grass0:.3f}) | | ≥ {GOALS['style_r']} | "
+        f"{met(grass is not None and grass >= GOALS['style_r'])} |",
+        f"| feature diversity ({diversity['layouts']} layouts × {diversity['samples']}) | {diversity['model']:.4f} | "
+        f"{diversity['real']:.4f} (style seeds) | ratio in 0.5..2 | ratio {ratio:.2f}, {met(0.5 <= ratio <= 2.0)} |",
+        f"| bundled weights | {megabytes:.1f} MB | | ≤ {GOALS['megabytes']:g} MB | {met(megabytes <= GOALS['megabytes'])} |",
+        f"| one 128² image through `Pipeline` | " + "; ".join(
+            f"{threads} thread{'s' if threads > 1 else ''}: {median:.3f} s (fastest {fastest:.3f})"
+            for threads, (median, fastest) in timings.items())
+        + f" (median of 20; CPU shared, load average {load:.1f}) | | ≤ {GOALS['seconds']} s | {met(seconds <= GOALS['seconds'])} |",
+        "",
+        f"Measured with `{args.eval_command}` (the bundled toy segmenter; mIoU and accuracy as fractions;",
+        "the toy FID uses the toy segmenter's features and only ranks toy models; at 200 images it has a floor:",
+        "two sets of real toy photos score the value in the real column), `python benchmarks/style_fidelity.py`",
+        "and `python benchmarks/toy_diversity.py`. Per-class IoU:",
+        "",
+        "| class | IoU |",
+        "|---|---|",
     ]
-    if evaluation:
-        metrics = evaluation.get("metrics", evaluation)
-        shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-        lines += ["", "## Evaluation (toy protocol)", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {v:.4g} |" for k, v in shown.items()]
-        reference = evaluation.get("real_reference", {})
-        if isinstance(reference.get("miou"), float):
-            lines += [f"| real toy photos (segmenter upper bound): miou | {reference['miou']:.4g} |"]
-        lines += [
-            "",
-            f"Measured with `{args.eval_command}` (the bundled toy segmenter; mIoU and accuracy as fractions;",
-            "the toy FID uses the toy segmenter's features and only ranks toy models).",
-        ]
+    lines += [f"| {k} | {v:.3f} |" if isinstance(v, (int, float)) else f"| {k} | - |"
+              for k, v in evaluation.get("per_class_iou", {}).items()]
+    from spadekit.evaluation.style_fidelity import format_table
+
+    lines += [
+        "",
+        "## Style fidelity (`benchmarks/style_fidelity.py`)",
+        "",
+        f"Toy val scene i drawn in the style of toy test scene i, {style['pairs']} pairs: Pearson r between the",
+        "style photo's and the result's mean colour of each class (per RGB channel, averaged); the last column",
+        "draws the same layouts without the style photo (a random latent), the control.",
+        "",
+        "```",
+        format_table(style["with_style"], style["without_style"]),
+        "```",
+        "",
+        "## Regression floor",
+        "",
+        "`tests/test_bundled_toy.py` recomputes these on the bundled weights (seconds on a CPU) and fails",
+        "below the floor: mIoU and accuracy of `spadekit evaluate --preset toy` on the first",
+        f"{FLOOR_SCENES} val scenes, style r on the first {FLOOR_PAIRS} pairs of the style benchmark, and the",
+        f"model's feature diversity on {FLOOR_LAYOUTS} layouts × {FLOOR_SAMPLES} seeds.",
+        "",
+        "| check | value | floor |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {k} | {v:.4f} | {v - FLOOR_MARGIN[k]:.4f} |" for k, v in floor_values.items()]
+    if args.notes:
+        lines += ["", args.notes.read_text().strip()]
     (staging / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
 
     shutil.rmtree(TARGET, ignore_errors=True)
     staging.rename(TARGET)
     for file in TARGET.iterdir():
         file.chmod(0o644)
-    size = sum(p.stat().st_size for p in TARGET.iterdir())
-    print(f"wrote {TARGET} ({size / 1e6:.1f} MB)")
+    print(f"wrote {TARGET} ({megabytes:.1f} MB)")
 
 
 if __name__ == "__main__":

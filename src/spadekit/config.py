@@ -197,6 +197,13 @@ class LossConfig:
     """Weight of the VGG19 perceptual loss; 0 disables it."""
     lambda_kld: float = 0.05
     """Weight of the KL term (VAE mode only)."""
+    lambda_l1: float = 0.0
+    """Weight of an L1 term between the fake and the real photo (mean over pixels and channels);
+    0 (the paper's objective) disables it. Not in the paper: it stands in for the VGG term's pull
+    towards the real photo when VGG weights are unavailable, so a VAE encoder is not ignored."""
+    l1_pool: int = 1
+    """Average-pool both images with this kernel (and stride) before the L1 term: 1 compares pixels;
+    larger values compare only colours and light at that scale, leaving texture to the GAN terms."""
     feature_matching: bool = True
     """Use discriminator feature matching."""
     vgg_weights: str | None = None
@@ -204,7 +211,8 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         _check_choice("loss.gan_mode", self.gan_mode, GanMode)
-        _check(min(self.lambda_feat, self.lambda_vgg, self.lambda_kld) >= 0, "loss weights must be >= 0")
+        _check(min(self.lambda_feat, self.lambda_vgg, self.lambda_kld, self.lambda_l1) >= 0, "loss weights must be >= 0")
+        _check(self.l1_pool >= 1, "loss.l1_pool must be >= 1")
 
 
 @dataclass

@@ -50,6 +50,15 @@ def feature_matching_loss(fake: Predictions, real: Predictions, weight: float = 
     return total * (weight / len(fake))
 
 
+def pooled_l1(fake: torch.Tensor, real: torch.Tensor, pool: int = 1) -> torch.Tensor:
+    """Mean absolute difference of ``(N, C, H, W)`` images after ``pool``×``pool`` average pooling
+    (stride ``pool``; 1 = per pixel). A scalar."""
+    if pool > 1:
+        fake = F.avg_pool2d(fake, pool, ceil_mode=True)
+        real = F.avg_pool2d(real, pool, ceil_mode=True)
+    return (fake - real.to(fake.dtype)).abs().mean()
+
+
 def kl_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) summed over the batch and latent dimensions (as the paper)."""
     return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())

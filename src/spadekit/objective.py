@@ -12,13 +12,14 @@ import torch
 from torch import nn
 
 from spadekit.config import LossConfig
-from spadekit.losses import VGGLoss, feature_matching_loss, gan_loss, kl_loss
 from spadekit.batch import Batch
+from spadekit.losses import VGGLoss, feature_matching_loss, gan_loss, kl_loss, pooled_l1
 from spadekit.models.encoder import reparameterize
 
 
 class SpadeObjective(nn.Module):
-    """Hinge (or other) GAN + feature matching + VGG perceptual + KL, as in the paper.
+    """Hinge (or other) GAN + feature matching + VGG perceptual + KL, as in the paper, and an
+    optional L1 term towards the real photo (``loss.lambda_l1``, off by default).
 
     Args:
         generator, discriminator: the networks (possibly DDP-wrapped).
@@ -92,6 +93,8 @@ class SpadeObjective(nn.Module):
             terms["G_feat"] = feature_matching_loss(fake_out, real_out, self.losses.lambda_feat)
         if self.vgg is not None and self.losses.lambda_vgg > 0:
             terms["G_VGG"] = self.vgg(fake, batch.image) * self.losses.lambda_vgg
+        if self.losses.lambda_l1 > 0:
+            terms["G_L1"] = pooled_l1(fake, batch.image, self.losses.l1_pool) * self.losses.lambda_l1
         if mu is not None:
             share = self.global_batch / mu.shape[0] if self.global_batch else 1.0
             terms["KLD"] = kl_loss(mu, logvar) * (self.losses.lambda_kld * self.kl_scale * share)

@@ -11,7 +11,8 @@ ripples, lane marks...), shading and sensor noise, so the label → photo mappin
 
 Everything is vectorised numpy (per-object work is limited to its bounding box); a 128×128 scene
 takes a few milliseconds. :func:`render_scene` is deterministic: the same ``(seed, size)`` gives the
-same bytes.
+same bytes. With a ``style_seed`` the layout and the look come from separate streams, so one layout
+can be photographed in several styles (the real spread that a model's samples are compared with).
 
 Instance maps follow the COCO-Stuff recipe: stuff pixels carry their class id, every thing
 (building, tree, car, person) gets its own id from :data:`FIRST_INSTANCE_ID` upwards (windows are
@@ -175,7 +176,9 @@ def _box(y0: float, x0: float, y1: float, x1: float) -> tuple[int, int, np.ndarr
 # ------------------------------------------------------------------------------ objects
 
 
-def _draw_building(cv: _Canvas, rng: np.random.Generator, base_y: float, cx: float, width: float, height: float) -> None:
+def _draw_building(
+    cv: _Canvas, rng: np.random.Generator, style: np.random.Generator, base_y: float, cx: float, width: float, height: float
+) -> None:
     inst = cv.new_instance()
     if inst is None:
         return
@@ -190,22 +193,22 @@ def _draw_building(cv: _Canvas, rng: np.random.Generator, base_y: float, cx: flo
     else:
         gable = np.zeros_like(body)
     # Facade: a per-building material (brick, concrete panels or plaster) as a colour pattern.
-    style = rng.integers(3)
-    base = _jitter(rng, [(170, 80, 60), (150, 150, 155), (215, 200, 170)][style], 0.25)
-    if style == 0:  # bricks: mortar lines, alternate rows offset
-        brick_h = max(1.5, height / rng.uniform(14, 24))
+    material = style.integers(3)
+    base = _jitter(style, [(170, 80, 60), (150, 150, 155), (215, 200, 170)][material], 0.25)
+    if material == 0:  # bricks: mortar lines, alternate rows offset
+        brick_h = max(1.5, height / style.uniform(14, 24))
         row = np.floor((yy - top) / brick_h)
         col = np.floor((xx - x0) / (brick_h * 2.2) + 0.5 * (row % 2))
         mortar = (((yy - top) % brick_h) < 0.6) | ((((xx - x0) / (brick_h * 2.2) + 0.5 * (row % 2)) % 1.0) < 0.12)
         tone = 0.88 + 0.12 * np.sin(row * 12.9898 + col * 78.233) ** 2
         shade = np.where(mortar, 1.25, tone)
-    elif style == 1:  # concrete panels with horizontal seams
+    elif material == 1:  # concrete panels with horizontal seams
         shade = 0.93 + 0.07 * np.sign(np.sin((yy - top) / max(2.0, height / 8) * np.pi))
     else:  # plaster: soft stains
-        shade = 0.9 + 0.1 * np.cos((xx - x0) * 0.35 + rng.uniform(0, 6)) * np.cos((yy - top) * 0.21)
-    light = 1.0 + 0.12 * (xx - cx) / max(width, 1.0) * rng.choice([-1, 1])  # one lit side
+        shade = 0.9 + 0.1 * np.cos((xx - x0) * 0.35 + style.uniform(0, 6)) * np.cos((yy - top) * 0.21)
+    light = 1.0 + 0.12 * (xx - cx) / max(width, 1.0) * style.choice([-1, 1])  # one lit side
     colour = base * (shade * light)[..., None]
-    roof_colour = _jitter(rng, (120, 50, 40), 0.3) * (0.8 + 0.2 * (yy - top + roof_h) / max(roof_h, 1))[..., None]
+    roof_colour = _jitter(style, (120, 50, 40), 0.3) * (0.8 + 0.2 * (yy - top + roof_h) / max(roof_h, 1))[..., None]
     colour = np.where(gable[..., None], roof_colour, colour)
     cv.paint(oy, ox, body | gable, BUILDING, inst, colour)
     # Windows: a grid with margins; each window lit (warm) or dark glass with a reflection gradient.
@@ -220,15 +223,15 @@ def _draw_building(cv: _Canvas, rng: np.random.Generator, base_y: float, cx: flo
     in_window &= (yy - top) < rows * cell_h - (cell_h - win_h) / 2 - 0.5  # no window cut by the ground
     if in_window.any():
         cell = np.floor((yy - top) / cell_h) * 101 + np.floor((xx - x0) / cell_w)
-        lit = (np.sin(cell * 12.9898 + rng.uniform(0, 100)) * 43758.5453 % 1.0) < rng.uniform(0.0, 0.6)
-        glass = _jitter(rng, (60, 80, 110), 0.3)
-        warm = _jitter(rng, (250, 220, 130), 0.12)
+        lit = (np.sin(cell * 12.9898 + style.uniform(0, 100)) * 43758.5453 % 1.0) < style.uniform(0.0, 0.6)
+        glass = _jitter(style, (60, 80, 110), 0.3)
+        warm = _jitter(style, (250, 220, 130), 0.12)
         reflect = 0.75 + 0.5 * np.clip(1 - (fy / win_h + fx / win_w) * 0.8, 0, 1)
         win_colour = np.where(lit[..., None], warm, glass * reflect[..., None])
         cv.paint(oy, ox, in_window, WINDOW, inst, win_colour)
 
 
-def _draw_tree(cv: _Canvas, rng: np.random.Generator, base_y: float, cx: float, size: float) -> None:
+def _draw_tree(cv: _Canvas, rng: np.random.Generator, style: np.random.Generator, base_y: float, cx: float, size: float) -> None:
     inst = cv.new_instance()
     if inst is None:
         return
@@ -248,17 +251,17 @@ def _draw_tree(cv: _Canvas, rng: np.random.Generator, base_y: float, cx: float, 
         d = ((yy - (top + ry)) / max(ry, 0.5)) ** 2 + ((xx - cx) / max(rx, 0.5)) ** 2
         wobble = 0.12 * np.sin(np.arctan2(yy - top - ry, xx - cx) * rng.integers(5, 9) + rng.uniform(0, 6))
         crown = d <= 1 + wobble
-    leaf = _jitter(rng, [(40, 110, 40), (70, 130, 30), (30, 80, 40), (150, 120, 30)][rng.integers(4)], 0.2)
-    bark = _jitter(rng, (90, 60, 35), 0.2)
+    leaf = _jitter(style, [(40, 110, 40), (70, 130, 30), (30, 80, 40), (150, 120, 30)][style.integers(4)], 0.2)
+    bark = _jitter(style, (90, 60, 35), 0.2)
     # Foliage: clumpy light/dark blotches, lit from the upper left.
-    blotch = np.sin(xx * 1.7 + rng.uniform(0, 6)) * np.sin(yy * 1.9 + rng.uniform(0, 6))
+    blotch = np.sin(xx * 1.7 + style.uniform(0, 6)) * np.sin(yy * 1.9 + style.uniform(0, 6))
     light = 1.0 + 0.25 * (-(xx - cx) / max(crown_w, 1.0) - (yy - top) / max(size, 1.0) + 0.5)
     leaf_colour = leaf * (light * (0.85 + 0.2 * blotch))[..., None]
     colour = np.where(crown[..., None], leaf_colour, bark * (0.8 + 0.2 * np.sin(yy * 2.3))[..., None])
     cv.paint(oy, ox, crown | trunk, TREE, inst, colour)
 
 
-def _draw_car(cv: _Canvas, rng: np.random.Generator, base_y: float, cx: float, length: float) -> None:
+def _draw_car(cv: _Canvas, rng: np.random.Generator, style: np.random.Generator, base_y: float, cx: float, length: float) -> None:
     inst = cv.new_instance()
     if inst is None:
         return
@@ -276,7 +279,7 @@ def _draw_car(cv: _Canvas, rng: np.random.Generator, base_y: float, cx: float, l
     for wx in (x0 + length * 0.22, x1 - length * 0.22):
         wheels |= (yy - (base_y - wheel_r)) ** 2 + (xx - wx) ** 2 <= wheel_r**2
     paints = [(200, 30, 30), (30, 60, 170), (230, 230, 230), (40, 40, 45), (230, 190, 40), (60, 140, 70)]
-    paint = _jitter(rng, paints[rng.integers(len(paints))], 0.2)
+    paint = _jitter(style, paints[style.integers(len(paints))], 0.2)
     # Glossy body: brighter upper half, darker sill; dark glass in the cabin; black tyres.
     gloss = 1.15 - 0.45 * np.clip((yy - body_top) / max(height * 0.5, 1.0), 0, 1)
     colour = paint * gloss[..., None]
@@ -286,7 +289,7 @@ def _draw_car(cv: _Canvas, rng: np.random.Generator, base_y: float, cx: float, l
     cv.paint(oy, ox, body | cabin | wheels, CAR, inst, colour)
 
 
-def _draw_person(cv: _Canvas, rng: np.random.Generator, base_y: float, cx: float, height: float) -> None:
+def _draw_person(cv: _Canvas, rng: np.random.Generator, style: np.random.Generator, base_y: float, cx: float, height: float) -> None:
     inst = cv.new_instance()
     if inst is None:
         return
@@ -300,9 +303,9 @@ def _draw_person(cv: _Canvas, rng: np.random.Generator, base_y: float, cx: float
     torso = (yy >= shoulder) & (yy < hip) & (np.abs(xx - cx) <= w / 2 * (1 - 0.25 * (yy - shoulder) / max(hip - shoulder, 1)))
     leg_gap = max(0.0, w * 0.08)
     legs = (yy >= hip) & (np.abs(xx - cx) <= w * 0.35) & (np.abs(xx - cx) >= leg_gap) & (yy < base_y)
-    skin = _jitter(rng, [(240, 200, 170), (200, 150, 110), (120, 80, 55)][rng.integers(3)], 0.1)
-    shirt = _jitter(rng, tuple(rng.integers(30, 240, 3)), 0.1)
-    trousers = _jitter(rng, [(40, 50, 90), (50, 50, 50), (150, 130, 100)][rng.integers(3)], 0.15)
+    skin = _jitter(style, [(240, 200, 170), (200, 150, 110), (120, 80, 55)][style.integers(3)], 0.1)
+    shirt = _jitter(style, tuple(style.integers(30, 240, 3)), 0.1)
+    trousers = _jitter(style, [(40, 50, 90), (50, 50, 50), (150, 130, 100)][style.integers(3)], 0.15)
     colour = np.where(head[..., None], skin, np.where(torso[..., None], shirt, trousers))
     colour = colour * (1.0 - 0.25 * ((xx - cx) / max(w, 1.0) + 0.5)[..., None])  # side lighting
     cv.paint(oy, ox, head | torso | legs, PERSON, inst, colour)
@@ -311,12 +314,18 @@ def _draw_person(cv: _Canvas, rng: np.random.Generator, base_y: float, cx: float
 # ------------------------------------------------------------------------------ the scene
 
 
-def render_scene(seed: int, size: int | tuple[int, int] = 128) -> ToyScene:
+def render_scene(seed: int, size: int | tuple[int, int] = 128, style_seed: int | None = None) -> ToyScene:
     """Render one toy scene.
 
     Args:
-        seed: any integer; the same (seed, size) always gives the same arrays.
+        seed: any integer; the same (seed, size, style_seed) always gives the same arrays.
         size: side of a square scene, or (width, height).
+        style_seed: None: ``seed`` draws the layout and the photo's look alike. An integer: ``seed``
+            draws only the layout and ``style_seed`` the look (colours, materials, lighting, mood,
+            textures, noise), so one ``seed`` with several style seeds gives one label and instance
+            map photographed in several styles (the real spread of photos of one layout), and one
+            style seed gives the same sky, ground and light on every layout. That layout is not the
+            one ``seed`` gives without a style seed.
     Returns:
         :class:`ToyScene` with ``label`` (H, W) uint8, ``instance`` (H, W) uint8, ``image`` (H, W, 3) uint8.
     """
@@ -324,6 +333,14 @@ def render_scene(seed: int, size: int | tuple[int, int] = 128) -> ToyScene:
     if w < 8 or h < 8:
         raise ValueError(f"toy scenes need a size of at least 8x8, got {w}x{h}")
     rng = np.random.default_rng(int(seed) & 0xFFFFFFFFFFFFFFFF)
+    # Without a style seed one stream draws everything, which keeps every seed's scene as it always
+    # was. With one, the things' looks and the photo's look get streams of their own, so the same
+    # style seed gives the same sky, ground and light whatever the layout.
+    if style_seed is None:
+        style = photo_style = rng
+    else:
+        style = np.random.default_rng([int(style_seed) & 0xFFFFFFFFFFFFFFFF, 1])
+        photo_style = np.random.default_rng([int(style_seed) & 0xFFFFFFFFFFFFFFFF, 2])
     label = np.full((h, w), GRASS, np.uint8)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
     horizon = h * rng.uniform(0.32, 0.6)
@@ -399,20 +416,21 @@ def render_scene(seed: int, size: int | tuple[int, int] = 128) -> ToyScene:
     for base_y, kind, x in objects:
         d = 0.15 + 0.85 * depth(base_y)
         if kind == "building":
-            _draw_building(canvas, rng, base_y, x, w * rng.uniform(0.12, 0.35), h * rng.uniform(0.15, 0.45))
+            _draw_building(canvas, rng, style, base_y, x, w * rng.uniform(0.12, 0.35), h * rng.uniform(0.15, 0.45))
         elif kind == "tree":
-            _draw_tree(canvas, rng, base_y, x, max(5.0, h * rng.uniform(0.25, 0.45) * d))
+            _draw_tree(canvas, rng, style, base_y, x, max(5.0, h * rng.uniform(0.25, 0.45) * d))
         elif kind == "car":
-            _draw_car(canvas, rng, base_y, x, max(5.0, w * rng.uniform(0.2, 0.3) * d))
+            _draw_car(canvas, rng, style, base_y, x, max(5.0, w * rng.uniform(0.2, 0.3) * d))
         else:
-            _draw_person(canvas, rng, base_y, x, max(6.0, h * rng.uniform(0.22, 0.32) * d))
+            _draw_person(canvas, rng, style, base_y, x, max(6.0, h * rng.uniform(0.22, 0.32) * d))
 
-    image = _render_photo(rng, canvas, horizon, road, yy, xx)
+    image = _render_photo(photo_style, canvas, horizon, road, yy, xx)
     return ToyScene(canvas.label, canvas.instance, image)
 
 
 def _render_photo(rng, canvas: _Canvas, horizon: float, road, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
-    """Colour every stuff pixel with its class texture, keep the things' colours, then light and noise."""
+    """Colour every stuff pixel with its class texture, keep the things' colours, then light and noise
+    (every random number from ``rng``, the photo's look)."""
     label = canvas.label
     h, w = label.shape
     img = canvas.color
