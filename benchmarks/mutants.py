@@ -49,7 +49,10 @@ MUTANTS = (
         "training/trainer.py",
         (
             ("self.scaler.scale(g_total / accum).backward()", "self.scaler.scale(g_total * self.env.world_size / accum).backward()"),
-            ("self.scaler.scale(d_total / accum).backward()", "self.scaler.scale(d_total * self.env.world_size / accum).backward()"),
+            (
+                "discriminator_losses(batch, carry)\n                self.scaler.scale(d_total / accum).backward()",
+                "discriminator_losses(batch, carry)\n                self.scaler.scale(d_total * self.env.world_size / accum).backward()",
+            ),
         ),
         ("tests/test_training_ddp.py::test_all_reduced_gradients_equal_one_process_gradients",),
     ),
@@ -64,7 +67,7 @@ MUTANTS = (
         "ema-not-restored",
         "resume does not restore the EMA generator",
         "training/trainer.py",
-        (('self.ema.load_state_dict(state["ema"])', "pass"),),
+        (('self.ema.load_state_dict(state["ema"], updates=int(state["step"]))', "pass"),),
         ("tests/test_training_resume.py::test_resume_mid_epoch_continues_exactly",),
     ),
     Mutant(
@@ -110,8 +113,10 @@ MUTANTS = (
         "studio-ignores-seed",
         "the studio synthesizes with seed 0 whatever the request says",
         "studio/app.py",
-        (("images = pipeline(ids, style=style, seed=seed, num_samples=1, output=\"pil\")",
-          "images = pipeline(ids, style=style, seed=0, num_samples=1, output=\"pil\")"),),
+        (
+            ("worker.run_batched(plain_syntheses, (ids, seed))", "worker.run_batched(plain_syntheses, (ids, 0))"),
+            ("images = pipeline(ids, style=style, seed=seed,", "images = pipeline(ids, style=style, seed=0,"),
+        ),
         ("tests/test_studio_api.py::test_seed_reproduces_and_varies", "tests/test_studio_api.py::test_response_is_the_pipeline_image_byte_for_byte"),
     ),
 )
