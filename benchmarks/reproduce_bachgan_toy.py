@@ -31,42 +31,17 @@ import os
 import platform
 import re
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import reproduce_toy as toy  # noqa: E402  (the shared command runner and path display)
+
+REPO = toy.REPO
 BEGIN, END = "<!-- bachgan-toy:begin -->", "<!-- bachgan-toy:end -->"
 NO_OBJECT = 12  # the box layout's "no object" class: the toy preset's 12 classes + this one (SPADE's don't-care channel)
-
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "spadekit.cli", *args]
-
-
-def _shown(path: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(REPO))
-    except ValueError:
-        return str(path)
-
-
-def _run(command: list[str], log: Path, env: dict[str, str]) -> float:
-    shown = " ".join(shlex.quote(c) for c in ["spadekit", *command[3:]])
-    print(f"$ {shown}", flush=True)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    begin = time.perf_counter()
-    with open(log, "a") as handle:
-        handle.write(f"$ {shown}\n")
-        handle.flush()
-        code = subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-    seconds = time.perf_counter() - begin
-    if code != 0:
-        raise SystemExit(f"command failed (exit {code}); see {log}")
-    print(f"  ({seconds:.0f} s)", flush=True)
-    return seconds
 
 
 def budget(args: argparse.Namespace) -> list[str]:
@@ -82,13 +57,6 @@ def budget(args: argparse.Namespace) -> list[str]:
         f"train.checkpoint_every={args.steps}",
     ]
     return values
-
-
-def _sets(values: list[str]) -> list[str]:
-    out: list[str] = []
-    for value in values:
-        out += ["--set", value]
-    return out
 
 
 # ----------------------------------------------------------------------------- SPADE on box layouts
@@ -284,7 +252,7 @@ def main() -> int:
         return 0
 
     begin = time.perf_counter()
-    work = Path(_shown(REPO / args.work if not Path(args.work).is_absolute() else Path(args.work)))
+    work = Path(toy._shown(REPO / args.work if not Path(args.work).is_absolute() else Path(args.work)))
     (REPO / work).mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if args.threads:
@@ -295,7 +263,7 @@ def main() -> int:
 
     from spadekit.evaluation.toy_segmenter import bundled_toy_segmenter
 
-    segmenter = Path(_shown(bundled_toy_segmenter()))
+    segmenter = Path(toy._shown(bundled_toy_segmenter()))
     evaluate_options = ["--segmenter-weights", str(segmenter), "--max-images", str(args.val_images), "--real-reference",
                         "--cache-dir", str(work / "cache"), "--device", args.device, "--no-progress"]
     runs: dict[str, dict] = {}
@@ -305,19 +273,19 @@ def main() -> int:
     }
     for key, (label, what, preset, extra) in cli_runs.items():
         run_dir = work / key
-        train = _cli("train", "--preset", preset, "--steps", str(args.steps), "--no-progress", "--no-tensorboard",
-                     "--device", args.device, *_sets(budget(args) + extra), "--out", str(run_dir))
+        train = toy._cli("train", "--preset", preset, "--steps", str(args.steps), "--no-progress", "--no-tensorboard",
+                         "--device", args.device, *toy._sets(*budget(args), *extra), "--out", str(run_dir))
         commands.append(" ".join(shlex.quote(c) for c in ["spadekit", *train[3:]]))
         timing = REPO / run_dir / "reproduce_timing.json"
         if args.reuse and timing.is_file():
             seconds = json.loads(timing.read_text())["train_seconds"]
         else:
-            seconds = _run(train, log, env)
+            seconds = toy._run(train, log, env)
             timing.write_text(json.dumps({"train_seconds": seconds}) + "\n")
         report = work / f"{key}.json"
-        evaluate = _cli("evaluate", "--model", str(run_dir / "model"), *evaluate_options, "--out", str(report))
+        evaluate = toy._cli("evaluate", "--model", str(run_dir / "model"), *evaluate_options, "--out", str(report))
         commands.append(" ".join(shlex.quote(c) for c in ["spadekit", *evaluate[3:]]))
-        _run(evaluate, log, env)
+        toy._run(evaluate, log, env)
         runs[key] = {"label": label, "input": what, "train_seconds": seconds, "report": json.loads((REPO / report).read_text())}
 
     # SPADE on box layouts, in this process (its method is registered here only).

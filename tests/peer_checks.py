@@ -1,4 +1,5 @@
-"""Shared checks for the data-driven parity tests of the SPADE-family peers (CLADE, ASAPNet).
+"""Shared checks for the data-driven parity tests against recorded official runs (SPADE's
+``official_parity/`` cases and the SPADE-family peers: CLADE, ASAPNet, BachGAN).
 
 Each case folder holds the official run's ``opt.json``, its checkpoint files and ``io.pt`` (inputs
 and every recorded output). Tolerance: relative L2 error <= 1e-5 per tensor.
@@ -29,6 +30,28 @@ def assert_parity(actual: torch.Tensor, expected: torch.Tensor, name: str, rel: 
 def read_case(case: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(opt.json, io.pt) of a case folder."""
     return json.loads((case / "opt.json").read_text()), torch.load(case / "io.pt", weights_only=True)
+
+
+def unpack_bits(io: dict[str, Any], prefix: str = "semantics") -> torch.Tensor:
+    """A binary tensor the recorder stored bit-packed (``<prefix>_bits`` uint8, most significant bit
+    first, and ``<prefix>_shape``) to keep io.pt small → float tensor of that shape."""
+    shape = [int(s) for s in io[f"{prefix}_shape"]]
+    count = int(torch.tensor(shape).prod())
+    bits = (io[f"{prefix}_bits"][:, None] >> torch.arange(7, -1, -1, dtype=torch.uint8)) & 1
+    return bits.reshape(-1)[:count].reshape(shape).float()
+
+
+def spade_model_overrides(opt: dict[str, Any]) -> list[str]:
+    """The structural options of an official SPADE run (``official_parity/`` case) that the weights
+    cannot tell, as dotted overrides of the ``custom`` preset."""
+    return [
+        f"model.label_nc={opt['label_nc']}",
+        f"model.contain_dontcare={str(bool(opt['contain_dontcare_label'])).lower()}",
+        f"model.use_instance={str(not opt['no_instance']).lower()}",
+        f"model.width={opt['crop_size']}",
+        f"model.aspect_ratio={opt['aspect_ratio']}",
+        f"model.upsampling={opt['num_upsampling_layers']}",
+    ]
 
 
 def recorded_semantics(io: dict[str, Any]) -> torch.Tensor:

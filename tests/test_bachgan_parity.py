@@ -15,11 +15,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from conftest import fixture_cases
+from peer_checks import assert_parity, unpack_bits
 from spadekit.methods.bachgan.boxes import draw_box_layout
 from spadekit.methods.bachgan.convert import (
     OfficialBachGAN,
@@ -58,19 +58,6 @@ OUTPUT_KEYS = {
 
 def test_fixture_cases_exist():
     assert CASES, "no BachGAN parity case under tests/assets/peers/bachgan/"
-
-
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, name: str, rel: float = 1e-5) -> None:
-    actual = actual.detach().float().reshape(expected.shape)
-    error = (actual - expected.float()).norm() / expected.float().norm().clamp_min(1e-12)
-    assert error <= rel, f"{name}: relative error {error:.2e} > {rel:.0e} (max abs {(actual - expected).abs().max():.2e})"
-
-
-def unpack_bits(io: dict, prefix: str) -> torch.Tensor:
-    shape = [int(s) for s in io[f"{prefix}_shape"]]
-    count = int(np.prod(shape))
-    bits = (io[f"{prefix}_bits"][:, None] >> torch.arange(7, -1, -1, dtype=torch.uint8)) & 1
-    return bits.reshape(-1)[:count].reshape(shape).float()
 
 
 def instance_maps(io: dict) -> torch.Tensor:
@@ -221,7 +208,7 @@ def _check_hooks(case: Case, captured: dict[str, torch.Tensor], mode: str) -> No
         match = HOOK_KEY.match(key)
         if match and match["mode"] == mode and match["module"] != "seg":
             assert key in captured, f"{key}: module {match['module']!r} never ran"
-            assert_close(subsample(captured[key], key), expected, key)
+            assert_parity(subsample(captured[key], key), expected, key)
 
 
 def _guard_not_flat(tensor: torch.Tensor, name: str) -> None:
@@ -241,14 +228,14 @@ def test_generator_eval_forward(case):
     for handle in handles:
         handle.remove()
     _guard_not_flat(case.io["G_eval"], "G_eval")
-    assert_close(image, case.io["G_eval"], "G_eval")
+    assert_parity(image, case.io["G_eval"], "G_eval")
     for key, expected in case.io.items():
         if key.startswith("seg_out_eval"):
-            assert_close(subsample(seg, key), expected, key)
+            assert_parity(subsample(seg, key), expected, key)
         elif key.startswith("fused_seg"):
-            assert_close(subsample(fusion.fused, key), expected, key)
+            assert_parity(subsample(fusion.fused, key), expected, key)
         elif key.startswith("memory_in") and not HOOK_KEY.match(key):
-            assert_close(subsample(fusion.memory_in, key), expected, key)
+            assert_parity(subsample(fusion.memory_in, key), expected, key)
     _check_hooks(case, captured, "eval")
     with torch.no_grad():
         assert torch.equal(generator(semantics, z), image), "forward and forward_with_segmentation disagree"
@@ -262,10 +249,10 @@ def test_generator_train_forward_and_buffers(case):
         image, seg = generator.forward_with_segmentation(case.batch.semantics, case.latent(nets, "train"))
     for handle in handles:
         handle.remove()
-    assert_close(image, case.io["G_train"], "G_train")
+    assert_parity(image, case.io["G_train"], "G_train")
     for key, expected in case.io.items():
         if key.startswith("seg_out_train"):
-            assert_close(subsample(seg, key), expected, key)
+            assert_parity(subsample(seg, key), expected, key)
     _check_hooks(case, captured, "train")
     buffers = dict(generator.named_buffers())
     expected_buffers = case.io["after_train_forward_buffers"]
@@ -277,7 +264,7 @@ def test_generator_train_forward_and_buffers(case):
             if options_from_official(case.opt)["generator"]["norm"] == "batch":
                 assert int(buffers[key]) == int(expected), key
             continue
-        assert_close(buffers[key], expected, key)
+        assert_parity(buffers[key], expected, key)
 
 
 def _objective(case: Case, nets: OfficialBachGAN, lambda_seg: float | None = None) -> BachGANObjective:
@@ -303,17 +290,17 @@ def _generator_step(case: Case, lambda_seg: float | None = None):
 def test_generator_losses(case):
     assert "loss_G_VGG" not in case.io, "a VGG term needs the VGG19 weights; not supported by this test"
     total, terms, fake = _generator_step(case, lambda_seg=1.0)
-    assert_close(fake, case.io["G_train"], "G_train (in the G step)")
-    assert_close(terms["G_GAN"], case.io["loss_G_GAN"], "loss_G_GAN")
+    assert_parity(fake, case.io["G_train"], "G_train (in the G step)")
+    assert_parity(terms["G_GAN"], case.io["loss_G_GAN"], "loss_G_GAN")
     if "loss_G_GAN_Feat" in case.io:
-        assert_close(terms["G_feat"], case.io["loss_G_GAN_Feat"], "loss_G_GAN_Feat")
+        assert_parity(terms["G_feat"], case.io["loss_G_GAN_Feat"], "loss_G_GAN_Feat")
     else:
         assert case.opt.get("no_ganFeat_loss"), "no feature-matching loss recorded"
         assert "G_feat" not in terms
     if "loss_KLD" in case.io:
-        assert_close(terms["KLD"], case.io["loss_KLD"], "loss_KLD")
+        assert_parity(terms["KLD"], case.io["loss_KLD"], "loss_KLD")
     # The official model computes the seg NLL only with --seg; the fixture records it regardless.
-    assert_close(terms["G_seg"], case.io["loss_segfine"], "loss_segfine")
+    assert_parity(terms["G_seg"], case.io["loss_segfine"], "loss_segfine")
     assert float(total) == pytest.approx(sum(float(t) for t in terms.values()), rel=1e-6)
 
     released_total, released_terms, _ = _generator_step(case)
@@ -340,15 +327,15 @@ def test_discriminator_losses_and_buffers(case):
     with torch.no_grad():
         fake = generator(case.batch.semantics, case.latent(nets, "train"))
         total, terms = objective.discriminator_losses(case.batch, fake)
-    assert_close(terms["D_fake"], case.io["loss_D_fake"], "loss_D_fake")
-    assert_close(terms["D_real"], case.io["loss_D_real"], "loss_D_real")
+    assert_parity(terms["D_fake"], case.io["loss_D_fake"], "loss_D_fake")
+    assert_parity(terms["D_real"], case.io["loss_D_real"], "loss_D_real")
     buffers = dict(discriminator.named_buffers())
     for key, expected in case.io["after_D_train_forward_buffers"].items():
         if key.endswith("num_batches_tracked"):
             if options_from_official(case.opt)["discriminator"]["norm"] == "batch":
                 assert int(buffers[key]) == int(expected), key
             continue
-        assert_close(buffers[key], expected, key)
+        assert_parity(buffers[key], expected, key)
 
 
 def test_official_files_round_trip(case, tmp_path):

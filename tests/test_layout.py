@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import fixture_cases
+from peer_checks import spade_model_overrides, unpack_bits
 from test_fast import tiny_model as calibrated_model
 from spadekit.config import load_config
 from spadekit.convert import convert_official
@@ -263,33 +264,15 @@ def test_band_sparse_fast_generator_matches_plain(options, threshold):
     assert threshold == 1.0 or max(fractions.values()) > threshold  # and, at 0.7, some level the dense one
 
 
-def _official_overrides(opt: dict) -> list[str]:
-    return [
-        f"model.label_nc={opt['label_nc']}",
-        f"model.contain_dontcare={str(bool(opt['contain_dontcare_label'])).lower()}",
-        f"model.use_instance={str(not opt['no_instance']).lower()}",
-        f"model.width={opt['crop_size']}",
-        f"model.aspect_ratio={opt['aspect_ratio']}",
-        f"model.upsampling={opt['num_upsampling_layers']}",
-    ]
-
-
-def _unpack_semantics(io: dict) -> torch.Tensor:
-    shape = [int(s) for s in io["semantics_shape"]]
-    count = int(torch.tensor(shape).prod())
-    bits = (io["semantics_bits"][:, None] >> torch.arange(7, -1, -1, dtype=torch.uint8)) & 1
-    return bits.reshape(-1)[:count].reshape(shape).float()
-
-
 @pytest.mark.parametrize("case", fixture_cases("official_parity"), ids=lambda p: p.name)
 @pytest.mark.parametrize("threshold", [1.0, 0.4])
 def test_band_sparse_fast_generator_reproduces_the_official_outputs(case, threshold):
     opt = json.loads((case / "opt.json").read_text())
     io = torch.load(case / "io.pt", weights_only=True)
-    model = convert_official(case, "custom", overrides=_official_overrides(opt))
+    model = convert_official(case, "custom", overrides=spade_model_overrides(opt))
     m = model.config.model
     classes = m.label_nc + int(m.contain_dontcare)
-    semantics = _unpack_semantics(io)
+    semantics = unpack_bits(io)
     fast = FastSPADEGenerator.from_generator(model.generator, classes, m.use_instance, band_threshold=threshold)
     with torch.no_grad():
         got = fast.forward_semantics(semantics, io.get("z_eval"))

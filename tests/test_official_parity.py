@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from conftest import fixture_cases
+from peer_checks import assert_parity, unpack_bits
 from spadekit.convert import convert_official, export_official
 from spadekit.data.labels import to_semantics
 from spadekit.inference import Pipeline
@@ -31,19 +32,6 @@ WITH_E = [case for case in CASES if (case / "latest_net_E.pth").is_file()]
 
 def test_there_are_cases():
     assert CASES, "no case folders (with opt.json) under the fixture root's official_parity/"
-
-
-def assert_parity(actual: torch.Tensor, expected: torch.Tensor, name: str, rel: float = 1e-5) -> None:
-    actual = actual.detach().float().reshape(expected.shape)
-    error = (actual - expected).norm() / expected.norm().clamp_min(1e-12)
-    assert error <= rel, f"{name}: relative error {error:.2e} > {rel:.0e} (max abs {(actual - expected).abs().max():.2e})"
-
-
-def unpack_semantics(io: dict) -> torch.Tensor:
-    shape = [int(s) for s in io["semantics_shape"]]
-    count = int(torch.tensor(shape).prod())
-    bits = (io["semantics_bits"][:, None] >> torch.arange(7, -1, -1, dtype=torch.uint8)) & 1
-    return bits.reshape(-1)[:count].reshape(shape).float()
 
 
 def load_case(directory: Path) -> tuple[dict, dict, SpadeModel]:
@@ -70,13 +58,13 @@ def test_semantics_match_official_preprocessing(directory):
     m = model.config.model
     instance = io["instance"].long() if "instance" in io else None
     ours = to_semantics(io["label"].long(), m.label_nc, m.contain_dontcare, instance)
-    assert torch.equal(ours, unpack_semantics(io))
+    assert torch.equal(ours, unpack_bits(io))
 
 
 @pytest.mark.parametrize("directory", CASES, ids=IDS)
 def test_generator_eval_and_train_forward(directory):
     _, io, model = load_case(directory)
-    semantics = unpack_semantics(io)
+    semantics = unpack_bits(io)
     with torch.no_grad():
         fake = model.generator(semantics, io.get("z_eval"))
     assert_parity(fake, io["G_eval"], "G_eval")
@@ -102,7 +90,7 @@ def test_fast_path_reproduces_official_eval_output(directory):
     # The inference path users get by default (Pipeline, fast=True) against the official test.py output.
     _, io, model = load_case(directory)
     m = model.config.model
-    semantics = unpack_semantics(io)
+    semantics = unpack_bits(io)
     index = io["label"].long()[:, 0]  # 0..label_nc-1, and label_nc for don't-care
     edges = semantics[:, -1:] if m.use_instance else None
     pipeline = Pipeline(model, fast=True)
@@ -139,7 +127,7 @@ def test_discriminator_and_losses(directory):
     # The official training forward: G and D in train mode (spectral norm iterates once each).
     opt, io, model = load_case(directory)
     assert model.discriminator is not None
-    semantics = unpack_semantics(io)
+    semantics = unpack_bits(io)
     image = (io["image_u8"].float() / 255 - 0.5) / 0.5
     for network in model.networks().values():
         network.train()
@@ -194,5 +182,5 @@ def test_release_round_trip_and_back_to_official(directory, tmp_path):
         for key in original:
             assert torch.equal(original[key], written[key]), key
     with torch.no_grad():
-        fake = reloaded.generator(unpack_semantics(io), io.get("z_eval"))
+        fake = reloaded.generator(unpack_bits(io), io.get("z_eval"))
     assert_parity(fake, io["G_eval"], "G_eval after round trip")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import io
-import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -21,19 +19,15 @@ from PIL import Image
 
 from spadekit.inference import Pipeline
 from spadekit.studio import background_server, create_app
-from spadekit.studio.server import CHROMIUM_ARGS
 from studio_models import make_oasis_model
 
+from browser_page import browser_page, needs_chromium
 from helpers import lively_model
 
-CHROMIUM = Path("/usr/bin/chromium")
 COLORS = [[110, 170, 240], [60, 170, 60], [30, 80, 200], [20, 100, 30]]
 NAMES = ["sky", "grass", "water", "tree"]
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists() and shutil.which("chromium") is None,
-    reason="Chromium is not installed (Debian: apt-get install chromium); the browser test needs it",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -60,23 +54,8 @@ def oasis_url(tmp_path_factory):
         yield url
 
 
-@contextmanager
 def open_page(url: str):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
-    executable = CHROMIUM if CHROMIUM.exists() else Path(shutil.which("chromium"))
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS)
-        # bypass_csp: Playwright's wait_for_function evaluates strings, which the page's CSP forbids.
-        context = browser.new_context(viewport={"width": 1280, "height": 800}, has_touch=True, bypass_csp=True)
-        page = context.new_page()
-        problems: list[str] = []
-        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-        page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
-        page.on("requestfailed", lambda req: problems.append(f"request failed: {req.url}"))
-        page.problems = problems
-        page.goto(url)
-        yield page
-        browser.close()
+    return browser_page(url, viewport={"width": 1280, "height": 800}, has_touch=True)
 
 
 @pytest.fixture

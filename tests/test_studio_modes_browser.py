@@ -12,7 +12,7 @@ not installed.
 from __future__ import annotations
 
 import io
-import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,16 +22,12 @@ from PIL import Image
 from spadekit.inference import Pipeline
 from spadekit.methods.palette.pipeline import PalettePipeline
 from spadekit.studio import background_server, create_app, open_studio_model
-from spadekit.studio.server import CHROMIUM_ARGS
 
+from browser_page import browser_page, needs_chromium
 from studio_models import box_model, palette_model
 
-CHROMIUM = Path("/usr/bin/chromium")
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists() and shutil.which("chromium") is None,
-    reason="Chromium is not installed (Debian: apt-get install chromium); the browser test needs it",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -44,33 +40,13 @@ def palette_dir(tmp_path_factory) -> Path:
     return palette_model(tmp_path_factory.mktemp("studio-palette-e2e") / "run")
 
 
+@contextmanager
 def open_page(model_dir: Path):
-    """A context manager: the studio for ``model_dir`` in a fresh headless Chromium page."""
-    from contextlib import contextmanager
-
-    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
-
-    @contextmanager
-    def opened():
-        pipeline, palette = open_studio_model(model_dir)
-        executable = CHROMIUM if CHROMIUM.exists() else Path(shutil.which("chromium"))
-        with background_server(create_app(pipeline, model_name="e2e", palette_pipeline=palette)) as url, sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS)
-            try:
-                # bypass_csp: Playwright's wait_for_function evaluates strings, which the page's CSP forbids.
-                context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
-                page = context.new_page()
-                problems: list[str] = []
-                page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-                page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
-                page.on("requestfailed", lambda req: problems.append(f"request failed: {req.url}"))
-                page.problems = problems
-                page.goto(url)
-                yield page
-            finally:
-                browser.close()
-
-    return opened()
+    """The studio for ``model_dir`` in a fresh headless Chromium page."""
+    pipeline, palette = open_studio_model(model_dir)
+    with background_server(create_app(pipeline, model_name="e2e", palette_pipeline=palette)) as url:
+        with browser_page(url, viewport={"width": 1280, "height": 900}) as page:
+            yield page
 
 
 def png_of(image: Image.Image) -> bytes:

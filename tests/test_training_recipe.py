@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import fixture_cases
+from peer_checks import spade_model_overrides, unpack_bits
 from spadekit.config import load_config
 from spadekit.convert import convert_official
 from spadekit.methods.base import Batch
@@ -31,24 +32,6 @@ from spadekit.training.distributed import DistEnv
 from spadekit.training.setup import build_trainer
 
 CASES = [case for case in fixture_cases("official_parity") if (case / "latest_net_D.pth").is_file()]
-
-
-def official_overrides(opt: dict) -> list[str]:
-    return [
-        f"model.label_nc={opt['label_nc']}",
-        f"model.contain_dontcare={str(bool(opt['contain_dontcare_label'])).lower()}",
-        f"model.use_instance={str(not opt['no_instance']).lower()}",
-        f"model.width={opt['crop_size']}",
-        f"model.aspect_ratio={opt['aspect_ratio']}",
-        f"model.upsampling={opt['num_upsampling_layers']}",
-    ]
-
-
-def unpack_semantics(io: dict) -> torch.Tensor:
-    shape = [int(s) for s in io["semantics_shape"]]
-    count = int(torch.tensor(shape).prod())
-    bits = (io["semantics_bits"][:, None] >> torch.arange(7, -1, -1, dtype=torch.uint8)) & 1
-    return bits.reshape(-1)[:count].reshape(shape).float()
 
 
 def hinge(predictions: list[list[torch.Tensor]], sign: float | None) -> torch.Tensor:
@@ -118,12 +101,12 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, name: str, rel: f
 def test_one_iteration_equals_the_official_recipe(case: Path, regenerate: bool, tmp_path: Path, monkeypatch) -> None:
     opt = json.loads((case / "opt.json").read_text())
     io = torch.load(case / "io.pt", weights_only=True)
-    official = convert_official(case, "custom", overrides=official_overrides(opt))
+    official = convert_official(case, "custom", overrides=spade_model_overrides(opt))
     assert official.discriminator is not None and official.encoder is not None
     n, _, h, w = io["image_u8"].shape
     base = load_config(
         "custom",
-        official_overrides(opt)
+        spade_model_overrides(opt)
         + [
             "loss.lambda_vgg=0",
             f"loss.lambda_feat={opt['lambda_feat']}",
@@ -162,7 +145,7 @@ def test_one_iteration_equals_the_official_recipe(case: Path, regenerate: bool, 
     # The recipe, on float64 copies of the official networks, with the official dense convolutions.
     G, D, E = (copy.deepcopy(m).double().train() for m in (official.generator, official.discriminator, official.encoder))
     G.layout_path = "dense"
-    semantics = unpack_semantics(io).double()
+    semantics = unpack_bits(io).double()
     image = (io["image_u8"].double() / 255 - 0.5) / 0.5
     expected_terms, g_grads, d_grads = recipe_iteration(G, D, E, semantics, image, eps, opt, reuse_fakes=not regenerate)
 
@@ -202,8 +185,8 @@ def test_the_two_orders_train_the_discriminator_on_different_fakes(case: Path) -
     """The option matters: regenerated fakes (from the updated G) change the D gradients."""
     opt = json.loads((case / "opt.json").read_text())
     io = torch.load(case / "io.pt", weights_only=True)
-    official = convert_official(case, "custom", overrides=official_overrides(opt))
-    semantics = unpack_semantics(io).double()
+    official = convert_official(case, "custom", overrides=spade_model_overrides(opt))
+    semantics = unpack_bits(io).double()
     image = (io["image_u8"].double() / 255 - 0.5) / 0.5
     eps = [io["eps"].double(), io["eps"].double()]
     grads = []

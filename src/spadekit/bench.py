@@ -104,6 +104,35 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> float | None:
     return (peak[0] - before) / 2**20
 
 
+def time_interleaved(
+    calls: dict[str, Callable[[], object]],
+    iters: int,
+    device: torch.device,
+    desc: str,
+    progress: bool = True,
+    after_round: Callable[[], None] | None = None,
+) -> dict[str, list[float]]:
+    """Wall seconds of every call of ``calls`` over ``iters`` rounds, by name. Each round runs every
+    call once, interleaved, so that load changes of a shared machine hit all of them alike;
+    ``after_round`` runs after each round (outside the timings)."""
+    from tqdm import tqdm
+
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    bar = tqdm(total=iters * len(calls), desc=desc, unit="batch", disable=not progress)
+    for _ in range(iters):
+        for name, call in calls.items():
+            _sync(device)
+            start = time.perf_counter()
+            call()
+            _sync(device)
+            seconds[name].append(time.perf_counter() - start)
+            bar.update()
+        if after_round is not None:
+            after_round()
+    bar.close()
+    return seconds
+
+
 def bench_inputs(model: SpadeModel, batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """A realistic batch at the model size: toy-scene layouts with their ids spread over the model's
     classes, their instance maps, and z for generators with a latent. Returns (index, edges, z)."""
@@ -163,8 +192,6 @@ def run_bench(
     progress: bool = True,
 ) -> dict:
     """Time the generator's paths on one batch; returns the JSON-ready report (module docstring)."""
-    from tqdm import tqdm
-
     from spadekit.inference import Pipeline
 
     device = torch.device(device)
@@ -211,18 +238,13 @@ def run_bench(
             plain_flops = flops
         memory = peak_memory(lambda: outputs.__setitem__(name, call()), device)
         results[name] = {"flops_per_image": flops, "peak_memory_mib": memory, "seconds_per_batch": []}
-    bar = tqdm(total=iters * len(calls), desc="bench", unit="batch", disable=not progress)
-    for _ in range(iters):
-        for name, call in calls.items():  # interleaved: load changes hit both paths alike
-            _sync(device)
-            start = time.perf_counter()
-            call()
-            _sync(device)
-            results[name]["seconds_per_batch"].append(time.perf_counter() - start)
-            bar.update()
+
+    def sample_peak() -> None:
         # Sampled between rounds too: on a shared machine the best sample is nearest the true peak.
         report["peak_flops"] = max(report["peak_flops"], measure_peak_flops(device, seconds=0.3))
-    bar.close()
+
+    for name, seconds in time_interleaved(calls, iters, device, "bench", progress, after_round=sample_peak).items():
+        results[name]["seconds_per_batch"] = seconds
     report["peak_flops"] = max(report["peak_flops"], measure_peak_flops(device))
     for name, r in results.items():
         median = statistics.median(r["seconds_per_batch"])

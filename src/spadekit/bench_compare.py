@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import platform
 import statistics
-import time
 
 import torch
 
@@ -101,9 +100,7 @@ def compare_models(
 ) -> dict:
     """Time release models (by name; all of one output size) side by side on their Pipeline paths.
     The name ``spade`` is the reference of the ratios."""
-    from tqdm import tqdm
-
-    from spadekit.bench import _sync, bench_inputs, count_flops, peak_memory
+    from spadekit.bench import bench_inputs, count_flops, peak_memory, time_interleaved
     from spadekit.inference import Pipeline
 
     device = torch.device(device)
@@ -143,16 +140,8 @@ def compare_models(
             call()
         runs[name]["path_flops_per_image"] = count_flops(call) / batch
         runs[name]["peak_memory_mib"] = peak_memory(call, device)
-    bar = tqdm(total=iters * len(calls), desc="bench --compare", unit="batch", disable=not progress)
-    for _ in range(iters):
-        for name, call in calls.items():  # interleaved: load changes hit every method alike
-            _sync(device)
-            start = time.perf_counter()
-            call()
-            _sync(device)
-            runs[name]["seconds_per_batch"].append(time.perf_counter() - start)
-            bar.update()
-    bar.close()
+    for name, seconds in time_interleaved(calls, iters, device, "bench --compare", progress).items():
+        runs[name]["seconds_per_batch"] = seconds
     for r in runs.values():
         r["median_seconds_per_batch"] = statistics.median(r["seconds_per_batch"])
         r["images_per_second"] = batch / r["median_seconds_per_batch"]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from spadekit.config import Config, load_config
 from spadekit.errors import ConfigError
 
 
@@ -119,3 +120,22 @@ def read_official_options(directory: Path) -> dict[str, Any]:
         except yaml.YAMLError:
             values[name.strip()] = text
     return values
+
+
+def resolve_official_options(
+    directory: Path,
+    preset: str,
+    overrides: list[str],
+    explicit_preset: bool,
+    official_options: Callable[[Config], dict[str, Any]],
+) -> dict[str, Any]:
+    """The official options a converter builds the networks with: preset-implied values < the run's
+    ``opt.json``/``opt.txt`` < what ``--set`` changed explicitly. ``official_options`` maps a config to
+    the official option values it implies. Without an explicit preset the class count (``label_nc``)
+    is left to the weights, so a default preset cannot contradict the checkpoint."""
+    implied = official_options(load_config(preset))
+    chosen = official_options(load_config(preset, overrides))
+    explicit = {k: v for k, v in chosen.items() if implied[k] != v}
+    if not explicit_preset:
+        implied.pop("label_nc")
+    return {**implied, **read_official_options(directory), **explicit}

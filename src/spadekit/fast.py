@@ -54,6 +54,7 @@ from spadekit.models.layout import (
     window_matrix,
 )
 from spadekit.models.norms import SPADE
+from spadekit.models.trunk import run_blocks
 
 __all__ = [
     "FastSPADEGenerator", "FastSPADE", "FastResBlock", "OneHotConv", "plain_conv", "plain_weight",
@@ -236,8 +237,6 @@ class FastSPADEGenerator(nn.Module):
     float or None; ``z`` (N, z_dim) or None (VAE models: sampled when None) → (N, 3, H, W) in [-1, 1].
     """
 
-    BLOCKS = ("head_0", "G_middle_0", "G_middle_1", "up_0", "up_1", "up_2", "up_3", "up_4")
-
     def __init__(
         self,
         generator: SPADEGenerator,
@@ -263,7 +262,7 @@ class FastSPADEGenerator(nn.Module):
             self.fc = copy.deepcopy(generator.fc).requires_grad_(False)
         else:
             self.fc = OneHotConv(plain_weight(generator.fc), generator.fc.bias, num_classes, has_edge)
-        self.block_names = [name for name in self.BLOCKS if hasattr(generator, name)]
+        self.block_names = generator.block_names
         for name in self.block_names:
             self.add_module(name, FastResBlock(getattr(generator, name), num_classes, has_edge))
         self.spade_kernel = getattr(self, self.block_names[0]).norm_0.kernel
@@ -306,15 +305,7 @@ class FastSPADEGenerator(nn.Module):
             level = layout.level((x.shape[-2], x.shape[-1]), self.spade_kernel, dtype)
             return getattr(self, name)(x, level, self.band_threshold)
 
-        x = run("head_0", x)
-        x = F.interpolate(x, scale_factor=2, mode="nearest")
-        x = run("G_middle_0", x)
-        if self.upsampling in ("more", "most"):
-            x = F.interpolate(x, scale_factor=2, mode="nearest")
-        x = run("G_middle_1", x)
-        for name in self.block_names[3:]:
-            x = F.interpolate(x, scale_factor=2, mode="nearest")
-            x = run(name, x)
+        x = run_blocks(x, self.upsampling, self.block_names, run)
         x = self.conv_img(F.leaky_relu(x, 0.2, inplace=True))
         return torch.tanh(x)
 

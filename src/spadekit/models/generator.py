@@ -8,17 +8,11 @@ from torch import nn
 
 from spadekit.models.blocks import SPADEResBlock
 from spadekit.models.layout import Layout
+from spadekit.models.trunk import BLOCKS, block_widths, check_upsampling, latent_size, run_blocks, start_layer
 
-UPSAMPLINGS = {"normal": 5, "more": 6, "most": 7}
 LAYOUT_PATHS = ("band", "gather", "dense")
 """How a training-mode forward computes SPADE's modulation from one-hot semantics: band-sparse
 where the band is small enough, the gather everywhere, or the official dense convolutions."""
-
-
-def latent_size(width: int, aspect_ratio: float, upsampling: str) -> tuple[int, int]:
-    """(sw, sh) of the starting map: ``sw = width // 2**u``, ``sh = round(sw / aspect_ratio)``."""
-    sw = width // (2 ** UPSAMPLINGS[upsampling])
-    return sw, round(sw / aspect_ratio)
 
 
 class SPADEGenerator(nn.Module):
@@ -60,35 +54,18 @@ class SPADEGenerator(nn.Module):
         self.layout_path = "band"
         self.band_threshold = 0.5
         """Largest band fraction at which a level takes the band-sparse path (``layout_path="band"``)."""
-        if upsampling not in UPSAMPLINGS:
-            raise ValueError(f"upsampling must be one of {', '.join(UPSAMPLINGS)}")
+        check_upsampling(upsampling)
         self.semantic_nc = semantic_nc
         self.upsampling = upsampling
         self.use_vae = use_vae
         self.z_dim = z_dim
         self.ngf = ngf
         self.sw, self.sh = latent_size(width, aspect_ratio, upsampling)
-        nf = ngf
-        if use_vae:
-            self.fc = nn.Linear(z_dim, 16 * nf * self.sw * self.sh)
-        else:
-            self.fc = nn.Conv2d(semantic_nc, 16 * nf, 3, padding=1)
-
-        def block(fin: int, fout: int) -> SPADEResBlock:
-            return SPADEResBlock(fin, fout, semantic_nc, norm, spectral, spade_kernel, spade_hidden)
-
-        self.head_0 = block(16 * nf, 16 * nf)
-        self.G_middle_0 = block(16 * nf, 16 * nf)
-        self.G_middle_1 = block(16 * nf, 16 * nf)
-        self.up_0 = block(16 * nf, 8 * nf)
-        self.up_1 = block(8 * nf, 4 * nf)
-        self.up_2 = block(4 * nf, 2 * nf)
-        self.up_3 = block(2 * nf, 1 * nf)
-        final_nc = nf
-        if upsampling == "most":
-            self.up_4 = block(1 * nf, nf // 2)
-            final_nc = nf // 2
-        self.conv_img = nn.Conv2d(final_nc, 3, 3, padding=1)
+        self.fc = start_layer(semantic_nc, ngf, self.sw, self.sh, use_vae, z_dim)
+        widths = block_widths(ngf, upsampling)
+        for name, (fin, fout) in widths.items():
+            self.add_module(name, SPADEResBlock(fin, fout, semantic_nc, norm, spectral, spade_kernel, spade_hidden))
+        self.conv_img = nn.Conv2d(widths[self.block_names[-1]][1], 3, 3, padding=1)
 
     spatial_latent = False
 
@@ -97,9 +74,9 @@ class SPADEGenerator(nn.Module):
         """Size of ``z`` (VAE generators); None: the generator is deterministic."""
         return self.z_dim if self.use_vae else None
 
-    @staticmethod
-    def up(x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x, scale_factor=2, mode="nearest")
+    @property
+    def block_names(self) -> list[str]:
+        return [name for name in BLOCKS if hasattr(self, name)]
 
     def layout(self, semantics: torch.Tensor) -> torch.Tensor | Layout:
         """What the SPADE layers receive: a :class:`Layout` in training mode when allowed, else ``semantics``."""
@@ -122,20 +99,10 @@ class SPADEGenerator(nn.Module):
             return self.fc(seg.semantics((self.sh, self.sw), seg.dtype))
         return self.fc(F.interpolate(seg, size=(self.sh, self.sw), mode="nearest"))
 
+    def features(self, seg: torch.Tensor | Layout, z: torch.Tensor | None = None) -> torch.Tensor:
+        """The trunk: LeakyReLU(0.2) of the last block, (N, ngf (ngf/2 for ``most``), H, W)."""
+        x = run_blocks(self.start_map(seg, z), self.upsampling, self.block_names, lambda name, x: getattr(self, name)(x, seg))
+        return F.leaky_relu(x, 0.2)
+
     def forward(self, semantics: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        seg = self.layout(semantics)
-        x = self.start_map(seg, z)
-        x = self.head_0(x, seg)
-        x = self.up(x)
-        x = self.G_middle_0(x, seg)
-        if self.upsampling in ("more", "most"):
-            x = self.up(x)
-        x = self.G_middle_1(x, seg)
-        for name in ("up_0", "up_1", "up_2", "up_3"):
-            x = self.up(x)
-            x = getattr(self, name)(x, seg)
-        if self.upsampling == "most":
-            x = self.up(x)
-            x = self.up_4(x, seg)
-        x = self.conv_img(F.leaky_relu(x, 0.2))
-        return torch.tanh(x)
+        return torch.tanh(self.conv_img(self.features(self.layout(semantics), z)))

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spadekit.config import Config, config_from_dict, load_config
-from spadekit.conversion import CheckpointFormat, read_official_options, register_format
+from spadekit.conversion import CheckpointFormat, register_format, resolve_official_options
 from spadekit.errors import CheckpointError, ConfigError
 from spadekit.io import atomic_write_text, checkpoint_keys
 from spadekit.methods import register_method
@@ -236,16 +236,6 @@ def default_preset(directory: Path) -> str:
         return "asapnet-custom"
 
 
-def resolve_options(directory: Path, preset: str, overrides: list[str], explicit_preset: bool) -> dict[str, Any]:
-    """Preset-implied options < the run's ``opt.json``/``opt.txt`` < what ``--set`` changed explicitly."""
-    implied = official_options(load_config(preset))
-    chosen = official_options(load_config(preset, overrides))
-    explicit = {k: v for k, v in chosen.items() if implied[k] != v}
-    if not explicit_preset:
-        implied.pop("label_nc")
-    return {**implied, **read_official_options(directory), **explicit}
-
-
 def read_official(directory: Path, preset: str | None, overrides: list[str]):
     """An official ASAPNet checkpoint folder → a release model (G, and D when present)."""
     from spadekit.release import SpadeModel, load_state_into
@@ -255,7 +245,7 @@ def read_official(directory: Path, preset: str | None, overrides: list[str]):
     preset = preset or default_preset(directory)
     g_path = directory / OFFICIAL_FILES["generator"]
     try:
-        official = load_official(directory, resolve_options(directory, preset, overrides, explicit_preset))
+        official = load_official(directory, resolve_official_options(directory, preset, overrides, explicit_preset, official_options))
     except ConfigError as exc:
         raise CheckpointError(f"{g_path}: {exc}") from None
     g, o = official.kwargs["generator"], official.options

@@ -25,7 +25,7 @@ from spadekit.io import atomic_torch_save, safe_torch_load
 from spadekit.methods.bachgan.generator import LEGACY_LAYERS, BachGANGenerator
 from spadekit.models.discriminator import MultiscaleDiscriminator, PatchDiscriminator
 from spadekit.models.encoder import ConvEncoder
-from spadekit.models.generator import latent_size
+from spadekit.models.trunk import latent_size
 from spadekit.release import load_state_into
 
 NETWORK_LETTERS = {"generator": "G", "discriminator": "D", "encoder": "E"}

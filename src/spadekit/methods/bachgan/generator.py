@@ -98,10 +98,6 @@ class BachGANGenerator(SPADEGenerator):
                 self.add_module(name, _legacy_layer(kind, shape, bias))
 
     @property
-    def latent_dim(self) -> int | None:
-        return self.z_dim if self.use_vae else None
-
-    @property
     def in_channels(self) -> int:
         """Channels of ``semantics``: (1 + k)·C."""
         return (1 + self.num_retrieved) * self.semantic_nc
@@ -123,23 +119,6 @@ class BachGANGenerator(SPADEGenerator):
             retrieved = retrieved + encoded[:, j]
         memory_in = box + retrieved / self.num_retrieved
         return Fusion(self.memory_shared(memory_in) + box, memory_in)
-
-    def features(self, fused: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        """The SPADE trunk on the fused map: (N, C, H, W) → (N, ngf (ngf/2 for ``most``), H, W)."""
-        x = self.start_map(fused, z)
-        x = self.head_0(x, fused)
-        x = self.up(x)
-        x = self.G_middle_0(x, fused)
-        if self.upsampling in ("more", "most"):
-            x = self.up(x)
-        x = self.G_middle_1(x, fused)
-        for name in ("up_0", "up_1", "up_2", "up_3"):
-            x = self.up(x)
-            x = getattr(self, name)(x, fused)
-        if self.upsampling == "most":
-            x = self.up(x)
-            x = self.up_4(x, fused)
-        return F.leaky_relu(x, 0.2)
 
     def forward(
         self, semantics: torch.Tensor, z: torch.Tensor | None = None, *, segmentation: bool = False

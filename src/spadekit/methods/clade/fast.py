@@ -36,6 +36,7 @@ from spadekit.methods.clade.blocks import CLADEResBlock
 from spadekit.methods.clade.generator import CLADEGenerator
 from spadekit.methods.clade.norm import CLADE
 from spadekit.methods.clade.positional import offsets_of_index
+from spadekit.models.trunk import run_blocks
 
 
 class EdgeTaps:
@@ -282,15 +283,7 @@ class FastCLADEGenerator(nn.Module):
         def run(name: str, x: torch.Tensor) -> torch.Tensor:
             return getattr(self, name)(x, *inputs_at(x.shape[-2], x.shape[-1]))
 
-        x = run("head_0", x)
-        x = F.interpolate(x, scale_factor=2, mode="nearest")
-        x = run("G_middle_0", x)
-        if self.upsampling in ("more", "most"):
-            x = F.interpolate(x, scale_factor=2, mode="nearest")
-        x = run("G_middle_1", x)
-        for name in self.block_names[3:]:
-            x = F.interpolate(x, scale_factor=2, mode="nearest")
-            x = run(name, x)
+        x = run_blocks(x, self.upsampling, self.block_names, run)
         x = self.conv_img(F.leaky_relu(x, 0.2, inplace=True))
         return torch.tanh(x)
 

@@ -8,9 +8,7 @@ from torch import nn
 
 from spadekit.methods.clade.blocks import CLADEResBlock
 from spadekit.methods.clade.positional import offsets_of_index
-from spadekit.models.generator import UPSAMPLINGS, latent_size
-
-BLOCKS = ("head_0", "G_middle_0", "G_middle_1", "up_0", "up_1", "up_2", "up_3", "up_4")
+from spadekit.models.trunk import BLOCKS, block_widths, check_upsampling, latent_size, run_blocks, start_layer
 
 
 class CLADEGenerator(nn.Module):
@@ -62,8 +60,7 @@ class CLADEGenerator(nn.Module):
         super().__init__()
         self.offsets_normalize = offsets_normalize
         self.offsets_ignore = offsets_ignore
-        if upsampling not in UPSAMPLINGS:
-            raise ValueError(f"upsampling must be one of {', '.join(UPSAMPLINGS)}")
+        check_upsampling(upsampling)
         self.num_classes = num_classes
         self.use_instance = use_instance
         self.use_dist = use_dist
@@ -73,27 +70,11 @@ class CLADEGenerator(nn.Module):
         self.z_dim = z_dim
         self.ngf = ngf
         self.sw, self.sh = latent_size(width, aspect_ratio, upsampling)
-        nf = ngf
-        if use_vae:
-            self.fc = nn.Linear(z_dim, 16 * nf * self.sw * self.sh)
-        else:
-            self.fc = nn.Conv2d(self.semantic_nc, 16 * nf, 3, padding=1)
-
-        def block(fin: int, fout: int) -> CLADEResBlock:
-            return CLADEResBlock(fin, fout, num_classes, norm, spectral, use_instance, use_dist)
-
-        self.head_0 = block(16 * nf, 16 * nf)
-        self.G_middle_0 = block(16 * nf, 16 * nf)
-        self.G_middle_1 = block(16 * nf, 16 * nf)
-        self.up_0 = block(16 * nf, 8 * nf)
-        self.up_1 = block(8 * nf, 4 * nf)
-        self.up_2 = block(4 * nf, 2 * nf)
-        self.up_3 = block(2 * nf, 1 * nf)
-        final_nc = nf
-        if upsampling == "most":
-            self.up_4 = block(1 * nf, nf // 2)
-            final_nc = nf // 2
-        self.conv_img = nn.Conv2d(final_nc, 3, 3, padding=1)
+        self.fc = start_layer(self.semantic_nc, ngf, self.sw, self.sh, use_vae, z_dim)
+        widths = block_widths(ngf, upsampling)
+        for name, (fin, fout) in widths.items():
+            self.add_module(name, CLADEResBlock(fin, fout, num_classes, norm, spectral, use_instance, use_dist))
+        self.conv_img = nn.Conv2d(widths[self.block_names[-1]][1], 3, 3, padding=1)
 
     @property
     def latent_dim(self) -> int | None:
@@ -112,10 +93,6 @@ class CLADEGenerator(nn.Module):
     def block_names(self) -> list[str]:
         return [name for name in BLOCKS if hasattr(self, name)]
 
-    @staticmethod
-    def up(x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x, scale_factor=2, mode="nearest")
-
     def start_map(self, seg: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         """The (N, 16·ngf, sh, sw) map the blocks start from."""
         if self.use_vae:
@@ -132,15 +109,6 @@ class CLADEGenerator(nn.Module):
             dist = None
         elif dist is None:
             dist = self.offsets(semantics[:, : self.num_classes].argmax(dim=1)).to(semantics.dtype)
-        x = self.start_map(seg, z)
-        x = self.head_0(x, seg, dist)
-        x = self.up(x)
-        x = self.G_middle_0(x, seg, dist)
-        if self.upsampling in ("more", "most"):
-            x = self.up(x)
-        x = self.G_middle_1(x, seg, dist)
-        for name in self.block_names[3:]:
-            x = self.up(x)
-            x = getattr(self, name)(x, seg, dist)
+        x = run_blocks(self.start_map(seg, z), self.upsampling, self.block_names, lambda name, x: getattr(self, name)(x, seg, dist))
         x = self.conv_img(F.leaky_relu(x, 0.2))
         return torch.tanh(x)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from spadekit.config import Config, config_from_dict, load_config
-from spadekit.conversion import CheckpointFormat, read_official_options, register_format
+from spadekit.conversion import CheckpointFormat, register_format, resolve_official_options
 from spadekit.errors import CheckpointError, ConfigError
 from spadekit.io import atomic_write_text, checkpoint_keys
 from spadekit.methods import register_method
@@ -140,17 +140,6 @@ def default_preset(directory: Path) -> str:
     return PRESET_BY_CLASSES.get(rows, "clade-custom")
 
 
-def resolve_options(directory: Path, preset: str, overrides: list[str], explicit_preset: bool) -> dict[str, Any]:
-    """Preset-implied options < the run's ``opt.json``/``opt.txt`` < what ``--set`` changed explicitly.
-    Without an explicit preset the class count is left to the weights."""
-    implied = official_options(load_config(preset))
-    chosen = official_options(load_config(preset, overrides))
-    explicit = {k: v for k, v in chosen.items() if implied[k] != v}
-    if not explicit_preset:
-        implied.pop("label_nc")
-    return {**implied, **read_official_options(directory), **explicit}
-
-
 def read_official(directory: Path, preset: str | None, overrides: list[str]):
     """An official CLADE checkpoint folder → a release model (G, and D / E when present)."""
     from spadekit.release import SpadeModel, load_state_into
@@ -158,7 +147,7 @@ def read_official(directory: Path, preset: str | None, overrides: list[str]):
     directory = Path(directory)
     explicit_preset = preset is not None
     preset = preset or default_preset(directory)
-    official = load_official(directory, resolve_options(directory, preset, overrides, explicit_preset))
+    official = load_official(directory, resolve_official_options(directory, preset, overrides, explicit_preset, official_options))
     if not isinstance(official.generator, CLADEGenerator):
         raise CheckpointError(
             f"{directory / OFFICIAL_FILES['generator']}: has SPADE layers (--norm_mode spade), not CLADE's: "
