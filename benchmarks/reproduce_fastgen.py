@@ -46,9 +46,9 @@ GENERATORS = {
 
 
 def train_options(args: argparse.Namespace, preset: str) -> list[str]:
-    options = toy._train_options(args)
-    options[options.index("--preset") + 1] = preset
-    return options
+    """The miniature reproduction's shared settings (data, size, batch, schedule, no VGG, no EMA) and
+    the SPADE family's discriminator, losses and optimiser, for ``preset``."""
+    return ["--preset", preset, *toy._train_options(args, args.steps), *toy._spade_family(args)]
 
 
 def speed(runs: dict, sizes: list[int], threads: int | None, iters: int) -> dict:
