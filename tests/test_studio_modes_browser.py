@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from spadekit.inference import Pipeline
 from spadekit.methods.palette.pipeline import PalettePipeline
@@ -65,7 +66,15 @@ BOXES = "window.spadekitBoxes"
 
 
 def boxes_settled(page, results_at_least: int) -> None:
-    page.wait_for_function(f"{BOXES} && {BOXES}.results >= {results_at_least} && {BOXES}.upToDate", timeout=60_000)
+    try:
+        page.wait_for_function(f"{BOXES} && {BOXES}.results >= {results_at_least} && {BOXES}.upToDate", timeout=60_000)
+    except PlaywrightTimeout:
+        state = page.evaluate(
+            f"({{mode: window.spadekitModes && window.spadekitModes.current, boxes: {BOXES} && "
+            f"{{requests: {BOXES}.requests, results: {BOXES}.results, errors: {BOXES}.errors, upToDate: {BOXES}.upToDate}}, "
+            "status: document.getElementById('status').textContent}})"
+        )
+        raise AssertionError(f"the boxes mode did not settle with {results_at_least} result(s): {state}") from None
 
 
 def boxes_shown(page) -> bytes:
