@@ -39,6 +39,7 @@ import traceback
 from pathlib import Path
 
 import torch
+from spadekit.io import atomic_write_text
 
 HERE = Path(__file__).resolve().parent
 TINY = ["model.ngf=4", "model.ndf=8", "model.spade_hidden=8", "model.width=64", "data.crop_size=64", "data.load_size=64"]
@@ -442,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {result['status']}" + (f" ({result['reason']})" if result.get("reason") else ""), flush=True)
         if device.type == "cuda" and torch.cuda.is_available():
             torch.cuda.empty_cache()
-    args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    atomic_write_text(args.out, json.dumps(report, indent=2, default=str) + "\n")
     print(f"wrote {args.out}")
     return 1 if any(c["status"] == "failed" for c in report["checks"].values()) else 0
 

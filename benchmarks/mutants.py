@@ -26,6 +26,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from spadekit.io import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -204,7 +205,7 @@ def main() -> int:
         error = r["error"].replace("|", "\\|")
         print(f"| `{r['mutant']}` | {r['bug']} | {r['result']} | `{r['detail']}`: {error} | {r['seconds']:.0f} |")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        atomic_write_text(Path(args.json), json.dumps(results, indent=2) + "\n")
     return 1 if problems else 0
 
 

@@ -36,6 +36,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from spadekit.io import atomic_write_text
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reproduce_toy as toy  # noqa: E402  (the shared command runner and path display)
 
@@ -224,7 +226,7 @@ def write_section(path: Path, text: str) -> None:
     pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.S)
     page = pattern.sub(lambda _: text, page) if pattern.search(page) else page.rstrip("\n") + "\n\n" + text
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page)
+    atomic_write_text(path, page)
 
 
 def main() -> int:
@@ -281,7 +283,7 @@ def main() -> int:
             seconds = json.loads(timing.read_text())["train_seconds"]
         else:
             seconds = toy._run(train, log, env)
-            timing.write_text(json.dumps({"train_seconds": seconds}) + "\n")
+            atomic_write_text(timing, json.dumps({"train_seconds": seconds}) + "\n")
         report = work / f"{key}.json"
         evaluate = toy._cli("evaluate", "--model", str(run_dir / "model"), *evaluate_options, "--out", str(report))
         commands.append(" ".join(shlex.quote(c) for c in ["spadekit", *evaluate[3:]]))
@@ -303,7 +305,7 @@ def main() -> int:
     else:
         print("training SPADE on box layouts (in this process)", flush=True)
         seconds = train_spade_boxes(args, run_dir)
-        timing.write_text(json.dumps({"train_seconds": seconds}) + "\n")
+        atomic_write_text(timing, json.dumps({"train_seconds": seconds}) + "\n")
     report = evaluate(run_dir / "model", preset="toy", segmenter_weights=REPO / segmenter, max_images=args.val_images,
                       real_reference=True, cache_dir=REPO / work / "cache", device=args.device, progress=False,
                       out=REPO / work / "spade_boxes.json")
@@ -324,7 +326,7 @@ def main() -> int:
         "val_images": args.val_images, "threads": args.threads, "runs": runs, "commands": commands,
         "total_minutes": total / 60, "driver_args": " ".join(sys.argv[1:]),
     }
-    (REPO / work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(REPO / work / "summary.json", json.dumps(summary, indent=2) + "\n")
     docs = REPO / args.docs if not Path(args.docs).is_absolute() else Path(args.docs)
     write_section(docs / "reproduction.md", section(summary))
     print(f"wrote {docs / 'reproduction.md'} ({total / 60:.1f} min in all)")

@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from spadekit.io import atomic_write_text
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reproduce_toy as toy  # noqa: E402  (the shared budget, command runner and sample grid)
 
@@ -143,7 +145,7 @@ def write_section(path: Path, section: str) -> None:
     else:
         marker = "\n## The paper's Table 1"
         text = text.replace(marker, "\n" + section + marker, 1) if marker in text else text + "\n" + section
-    path.write_text(text)
+    atomic_write_text(path, text)
 
 
 def main() -> int:
@@ -204,7 +206,7 @@ def main() -> int:
             train_seconds = json.loads(timing.read_text())["train_seconds"]
         else:
             train_seconds = toy._run(command, log, env)
-            timing.write_text(json.dumps({"train_seconds": train_seconds}) + "\n")
+            atomic_write_text(timing, json.dumps({"train_seconds": train_seconds}) + "\n")
         report_path = work / f"{key}.json"
         command = record(toy._cli("evaluate", "--model", str(run_dir / "model"), "--preset", preset,
                                   "--segmenter-weights", str(segmenter_dir), "--max-images", str(args.val_images),
@@ -240,7 +242,7 @@ def main() -> int:
         "driver_args": " ".join(sys.argv[1:]),
         "total_minutes": (time.perf_counter() - begin) / 60,
     }
-    (REPO / work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(REPO / work / "summary.json", json.dumps(summary, indent=2) + "\n")
     docs.mkdir(parents=True, exist_ok=True)
     write_section(docs / "reproduction.md", markdown(summary, grid_name))
     print(f"wrote {docs / 'reproduction.md'} (section), {docs / grid_name}, {REPO / work / 'summary.json'}")

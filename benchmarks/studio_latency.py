@@ -24,6 +24,7 @@ import platform
 import statistics
 import time
 from pathlib import Path
+from spadekit.io import atomic_write_text
 
 
 def load(name: str, size: int | None):
@@ -125,7 +126,7 @@ def main() -> int:
     }
     print(json.dumps(report, indent=2))
     if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_text(Path(args.out), json.dumps(report, indent=2) + "\n")
     return 0
 
 

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import httpx
+from spadekit.io import atomic_write_text
 
 
 def free_port() -> int:
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         "all_answered_200": all_ok,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
     }
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(Path(args.out), json.dumps(report, indent=2) + "\n")
     print(
         f"server RSS after warm-up {memory['after_warmup']['rss']} MiB, after the rounds {rss_values} MiB "
         f"(peak {memory['after_round'][-1]['peak']} MiB); mean synthesis {status.get('mean_job_ms')} ms; wrote {args.out}"

@@ -19,6 +19,7 @@ import json
 import platform
 import time
 from pathlib import Path
+from spadekit.io import atomic_write_text
 
 GOAL_CLASSES = ("sky", "grass")
 GOAL_R = 0.8
@@ -66,8 +67,7 @@ def main() -> None:
         "host": {"machine": platform.machine(), "threads": args.threads, "torch": torch.__version__},
     }
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.out}")
 
 

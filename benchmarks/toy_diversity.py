@@ -17,6 +17,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from spadekit.io import atomic_write_text
 
 
 def main() -> None:
@@ -52,8 +53,7 @@ def main() -> None:
         "seconds": round(time.perf_counter() - begin, 1),
     }
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.out}")
 
 

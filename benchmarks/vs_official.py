@@ -44,6 +44,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from spadekit.io import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO / "tests" / "assets" / "data" / "coco_stuff_samples"
@@ -398,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     text = json.dumps(report, indent=2)
     if args.json:
-        args.json.write_text(text + "\n")
+        atomic_write_text(args.json, text + "\n")
     else:
         print(text)
     return 0

@@ -162,6 +162,26 @@ def test_offsets_come_from_the_full_annotation_then_crop_and_resize_like_the_pap
     assert torch.equal(small, full[:, ::2, ::2])
 
 
+def test_offsets_of_label_files_come_from_the_ids_the_file_has(tmp_path: Path) -> None:
+    # With data.label_offset the file's ids are shifted (raw 0 -> 1 ...), but the paper computes the
+    # offsets on the annotation as stored, skipping its value 0: those pixels keep zero offsets.
+    from PIL import Image
+
+    from spadekit.data.dataset import PairedDataset
+    from spadekit.data.formats import Sample
+
+    label = scene_label()
+    Image.fromarray(label).save(tmp_path / "a.png")
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "a.jpg")
+    recipe = Preprocess("fixed", 32, 32, 1.0, flip=False)
+    data = PairedDataset([Sample(tmp_path / "a.png", tmp_path / "a.jpg")], 9, False, False, recipe,
+                         label_offset=1, offsets=OffsetMaps(False, 0))
+    item = data[0]
+    assert torch.equal(item["label"][0], torch.from_numpy(label.astype(np.int64) + 1))
+    assert torch.equal(item["offsets"], torch.from_numpy(intra_class_offsets(label, False, 0)))
+    assert item["offsets"][:, label == 0].abs().sum() == 0 and item["offsets"].abs().sum() > 0
+
+
 def test_prepared_batches_carry_the_offsets_to_the_generator() -> None:
     from spadekit.methods.clade.method import CladeObjective, prepare_batch
 

@@ -38,11 +38,10 @@ class CheckpointFormat:
     """``(official options file) -> (preset or None, dotted overrides, notes)``: what ``--opt FILE``
     of ``spadekit convert NAME`` turns the official run's options into (None: no ``--opt``)."""
     priority: int = 0
-    """Formats with a higher priority are detected first (one whose files share another's names
-    and that tells itself apart by their content)."""
-    fallback: bool = False
-    """``detect`` only looks at file names that other formats share (``latest_net_G.pth``): tried
-    after every specific format, so a folder is read by the most specific format that claims it."""
+    """Formats with a higher priority are detected first: one whose files share another's names
+    and that tells itself apart by their content ranks above 0; one whose ``detect`` only looks at
+    file names that other formats share (SPADE's ``latest_net_G.pth``) ranks below, so a folder is
+    read by the most specific format that claims it."""
 
 
 _FORMATS: dict[str, CheckpointFormat] = {}
@@ -67,9 +66,8 @@ def get_format(name: str) -> CheckpointFormat:
 
 
 def detect_format(directory: Path) -> CheckpointFormat | None:
-    """The first registered format whose files are in ``directory``: specific formats before
-    fallbacks, higher priority first among them; None when no format claims it."""
-    for fmt in sorted(formats().values(), key=lambda f: (f.fallback, -f.priority)):
+    """The first registered format (highest priority first) whose files are in ``directory``, or None."""
+    for fmt in sorted(formats().values(), key=lambda f: -f.priority):
         if fmt.detect(directory):
             return fmt
     return None

@@ -188,6 +188,6 @@ register_format(
         detect=lambda directory: (Path(directory) / OFFICIAL_FILES["generator"]).is_file(),
         write=export_official,
         options_from_file=options_from_file,
-        fallback=True,  # any folder with latest_net_G.pth: CLADE's and ASAPNet's share the file names
+        priority=-1,  # any folder with latest_net_G.pth: CLADE's, ASAPNet's and BachGAN's share the file names
     )
 )
