@@ -105,21 +105,37 @@ def inference_seconds(model_dir: Path, threads: int, repeats: int = 20) -> tuple
     return statistics.median(times), min(times)
 
 
-def real_fid_floor(count: int = 200) -> float:
-    """Toy FID between the first ``count`` real val photos and as many real test photos: what two
-    sets of real toy photos of that size score (other layouts, so an upper bound of the floor)."""
+def real_fid_floors(count: int = 200) -> tuple[float, float]:
+    """What real toy photos score on the toy FID at ``count`` images: (other layouts, same layouts).
+
+    Other layouts: the first ``count`` real val photos against as many real test photos. Same
+    layouts: ``count`` layouts each drawn twice with different style seeds (``render_scene``'s
+    ``style_seed``), which is how a perfect model's results relate to the real val photos they are
+    compared with: the same label maps, another look. The second is the floor a model can approach.
+    """
+    import torch
+
+    from spadekit.data.toy import render_scene, scene_seed
     from spadekit.evaluation.fid import FeatureStatistics, frechet_distance
     from spadekit.evaluation.toy_segmenter import load_toy_segmenter, render_toy_set, to_unit_range
 
     segmenter = load_toy_segmenter()
-    stats = []
-    for split in ("val", "test"):
-        images, _ = render_toy_set(count, 128, split)
+
+    def statistics_of(images: torch.Tensor):
         s = FeatureStatistics()
         for start in range(0, count, 50):
             s.update(segmenter.features(to_unit_range(images[start : start + 50])))
-        stats.append(s.compute())
-    return frechet_distance(stats[0].mu, stats[0].sigma, stats[1].mu, stats[1].sigma)
+        return s.compute()
+
+    def distance(a, b) -> float:
+        return frechet_distance(a.mu, a.sigma, b.mu, b.sigma)
+
+    val, test = (statistics_of(render_toy_set(count, 128, split)[0]) for split in ("val", "test"))
+    looks = []
+    for offset in (10_000, 20_000):
+        scenes = [render_scene(scene_seed(0, i, "val"), 128, style_seed=offset + i) for i in range(count)]
+        looks.append(statistics_of(torch.stack([torch.from_numpy(sc.image).permute(2, 0, 1) for sc in scenes])))
+    return distance(val, test), distance(*looks)
 
 
 def met(ok: bool) -> str:
@@ -133,7 +149,9 @@ def main() -> None:
     parser.add_argument("--style", type=Path, required=True, help="JSON of benchmarks/style_fidelity.py on this model")
     parser.add_argument("--diversity", type=Path, required=True, help="JSON of benchmarks/toy_diversity.py on this model")
     parser.add_argument("--notes", type=Path, help="markdown inserted into the card (the recipe and why)")
-    parser.add_argument("--command", default="spadekit train --preset toy --out runs/toy", help="training command for the card")
+    parser.add_argument("--command", default="spadekit train --preset toy --out runs/toy",
+                        help="training command for the card (a command, or a sentence with its own markdown "
+                             "when it contains a backtick, e.g. one that points to the commands in --notes)")
     parser.add_argument(
         "--eval-command",
         default="spadekit evaluate --model toy --preset toy --max-images 200 --real-reference --out eval.json",
@@ -168,19 +186,27 @@ def main() -> None:
     timings = {threads: inference_seconds(staging, threads) for threads in (1, 2)}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     seconds = min(median for median, _ in timings.values())
-    fid_floor = real_fid_floor()
+    fid_other_layouts, fid_same_layouts = real_fid_floors()
 
     metrics = evaluation["metrics"]
     real = evaluation.get("real_reference", {})
     sky, grass = style["with_style"]["classes"]["sky"]["r"], style["with_style"]["classes"]["grass"]["r"]
     sky0, grass0 = style["without_style"]["classes"]["sky"]["r"], style["without_style"]["classes"]["grass"]["r"]
+    real_photos = style.get("real_photos", {}).get("classes", {})
+
+    def real_r(name: str) -> str:
+        r = real_photos.get(name, {}).get("r")
+        return f"{r:.3f} (each layout in its style photo's look)" if r is not None else ""
     ratio = diversity["ratio"]
     steps_per_epoch = None
-    decay = f"lr constant for {t['epochs']} epochs, then linear decay to 0 over {t['epochs_decay']}"
+    decay = f"lr constant for {t['epochs']} epochs" + (
+        f", then linear decay to 0 over {t['epochs_decay']}" if t["epochs_decay"] else "")
     if config["data"].get("toy_scenes"):
         steps_per_epoch = config["data"]["toy_scenes"] // t["batch_size"]
         decay += f" ({steps_per_epoch} steps per epoch)"
     l1 = (f" + L1 on {loss['l1_pool']}×{loss['l1_pool']}-pooled images ×{loss['lambda_l1']:g}" if loss.get("lambda_l1") else "")
+    if loss.get("lambda_region_colour"):
+        l1 += f" + L1 on each region's mean colour ×{loss['lambda_region_colour']:g}"
     hardware = args.hardware or f"{cpu_name()}, 2 cores shared with other jobs; fp32, one thread"
     lines = [
         "# Bundled model: toy",
@@ -193,7 +219,8 @@ def main() -> None:
         "|---|---|",
         f"| architecture | SPADE, ngf {m['ngf']}, SPADE hidden {m['spade_hidden']}, {m['width']}×{m['width']}, "
         f"norm {m['norm_G']}, instance edges, VAE (z {m['z_dim']}); discriminator ndf {m['ndf']}, {m['num_D']} scales |",
-        f"| training command | `{args.command}` (the `toy` preset holds every option below) |",
+        f"| training command | {args.command} |" if "`" in args.command
+        else f"| training command | `{args.command}` (the `toy` preset holds every option below) |",
         f"| steps | {summary['steps']} generator updates, batch {t['batch_size']}, {config['data'].get('toy_scenes')} "
         f"training scenes; {decay}; EMA {t['ema_decay']} with warm-up |",
         f"| learning rates | G {t['lr'] / 2:g}, D {t['lr'] * 2:g} (TTUR), Adam betas (0, 0.9) |",
@@ -208,15 +235,15 @@ def main() -> None:
         "",
         "| measure | this model | real toy photos | goal | |",
         "|---|---|---|---|---|",
-        f"| toy FID (200 val scenes) | {metrics['fid']:.4f} | {fid_floor:.4f} (200 other real scenes) | ≤ {GOALS['fid']} | "
+        f"| toy FID (200 val scenes) | {metrics['fid']:.4f} | {fid_same_layouts:.4f} (the same 200 layouts in other looks; {fid_other_layouts:.4f} with other layouts) | ≤ {GOALS['fid']} | "
         f"{met(metrics['fid'] <= GOALS['fid'])} |",
         f"| miou | {metrics['miou']:.4f} | {real.get('miou', float('nan')):.4f} | ≥ {GOALS['miou']} | {met(metrics['miou'] >= GOALS['miou'])} |",
         f"| accuracy | {metrics['accuracy']:.4f} | {real.get('accuracy', float('nan')):.4f} | ≥ {GOALS['accuracy']} | "
         f"{met(metrics['accuracy'] >= GOALS['accuracy'])} |",
         f"| mean_accuracy | {metrics['mean_accuracy']:.4f} | {real.get('mean_accuracy', float('nan')):.4f} | | |",
-        f"| style r, sky ({style['pairs']} pairs) | {sky:.3f} (no style: {sky0:.3f}) | | ≥ {GOALS['style_r']} | "
+        f"| style r, sky ({style['pairs']} pairs) | {sky:.3f} (no style: {sky0:.3f}) | {real_r('sky')} | ≥ {GOALS['style_r']} | "
         f"{met(sky is not None and sky >= GOALS['style_r'])} |",
-        f"| style r, grass ({style['pairs']} pairs) | {grass:.3f} (no style: {grass0:.3f}) | | ≥ {GOALS['style_r']} | "
+        f"| style r, grass ({style['pairs']} pairs) | {grass:.3f} (no style: {grass0:.3f}) | {real_r('grass')} | ≥ {GOALS['style_r']} | "
         f"{met(grass is not None and grass >= GOALS['style_r'])} |",
         f"| feature diversity ({diversity['layouts']} layouts × {diversity['samples']}) | {diversity['model']:.4f} | "
         f"{diversity['real']:.4f} (style seeds) | ratio in 0.5..2 | ratio {ratio:.2f}, {met(0.5 <= ratio <= 2.0)} |",
@@ -228,7 +255,8 @@ def main() -> None:
         "",
         f"Measured with `{args.eval_command}` (the bundled toy segmenter; mIoU and accuracy as fractions;",
         "the toy FID uses the toy segmenter's features and only ranks toy models; at 200 images it has a floor:",
-        "two sets of real toy photos score the value in the real column), `python benchmarks/style_fidelity.py`",
+        "the real column is what real toy photos of the same 200 layouts, drawn with other style seeds, score against",
+        "each other, and in brackets two sets of real photos of different layouts), `python benchmarks/style_fidelity.py`",
         "and `python benchmarks/toy_diversity.py`. Per-class IoU:",
         "",
         "| class | IoU |",
@@ -243,11 +271,12 @@ def main() -> None:
         "## Style fidelity (`benchmarks/style_fidelity.py`)",
         "",
         f"Toy val scene i drawn in the style of toy test scene i, {style['pairs']} pairs: Pearson r between the",
-        "style photo's and the result's mean colour of each class (per RGB channel, averaged); the last column",
-        "draws the same layouts without the style photo (a random latent), the control.",
+        "style photo's and the result's mean colour of each class (per RGB channel, averaged). `r no style`",
+        "draws the same layouts without the style photo (a random latent), the control; `r real` is what real",
+        "toy photos score (each layout drawn in its style photo's look, one style seed for both): the ceiling.",
         "",
         "```",
-        format_table(style["with_style"], style["without_style"]),
+        format_table(style["with_style"], style["without_style"], style.get("real_photos")),
         "```",
         "",
         "## Regression floor",

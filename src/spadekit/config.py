@@ -204,6 +204,11 @@ class LossConfig:
     l1_pool: int = 1
     """Average-pool both images with this kernel (and stride) before the L1 term: 1 compares pixels;
     larger values compare only colours and light at that scale, leaving texture to the GAN terms."""
+    lambda_region_colour: float = 0.0
+    """Weight of an L1 term between the fake's and the real photo's mean colour inside every
+    semantic region (each channel of the one-hot input, per image); 0 (the paper's objective)
+    disables it. Not in the paper: a direct pull towards the style photo's colour of each class,
+    which the encoder must then carry (see ``spadekit.losses.region_colour_l1``)."""
     feature_matching: bool = True
     """Use discriminator feature matching."""
     vgg_weights: str | None = None
@@ -211,7 +216,7 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         _check_choice("loss.gan_mode", self.gan_mode, GanMode)
-        _check(min(self.lambda_feat, self.lambda_vgg, self.lambda_kld, self.lambda_l1) >= 0, "loss weights must be >= 0")
+        _check(min(self.lambda_feat, self.lambda_vgg, self.lambda_kld, self.lambda_l1, self.lambda_region_colour) >= 0, "loss weights must be >= 0")
         _check(self.l1_pool >= 1, "loss.l1_pool must be >= 1")
 
 

@@ -13,13 +13,14 @@ from torch import nn
 
 from spadekit.config import LossConfig
 from spadekit.batch import Batch
-from spadekit.losses import VGGLoss, feature_matching_loss, gan_loss, kl_loss, pooled_l1
+from spadekit.losses import VGGLoss, feature_matching_loss, gan_loss, kl_loss, pooled_l1, region_colour_l1
 from spadekit.models.encoder import reparameterize
 
 
 class SpadeObjective(nn.Module):
-    """Hinge (or other) GAN + feature matching + VGG perceptual + KL, as in the paper, and an
-    optional L1 term towards the real photo (``loss.lambda_l1``, off by default).
+    """Hinge (or other) GAN + feature matching + VGG perceptual + KL, as in the paper, and
+    optional L1 terms towards the real photo (``loss.lambda_l1``, ``loss.lambda_region_colour``; off
+    by default).
 
     Args:
         generator, discriminator: the networks (possibly DDP-wrapped).
@@ -95,6 +96,9 @@ class SpadeObjective(nn.Module):
             terms["G_VGG"] = self.vgg(fake, batch.image) * self.losses.lambda_vgg
         if self.losses.lambda_l1 > 0:
             terms["G_L1"] = pooled_l1(fake, batch.image, self.losses.l1_pool) * self.losses.lambda_l1
+        if self.losses.lambda_region_colour > 0:
+            terms["G_region_colour"] = (region_colour_l1(fake, batch.image, batch.semantics)
+                                        * self.losses.lambda_region_colour)
         if mu is not None:
             share = self.global_batch / mu.shape[0] if self.global_batch else 1.0
             terms["KLD"] = kl_loss(mu, logvar) * (self.losses.lambda_kld * self.kl_scale * share)

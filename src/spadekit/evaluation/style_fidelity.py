@@ -94,22 +94,49 @@ def style_fidelity(
                 torch.from_numpy(label)[None, None].float(), size=(h, w), mode="nearest")[0, 0].to(torch.uint8))
         result_means.append(region_means(result, label, num_classes, min_pixels))
         style_means.append(region_means(style.image.astype(np.float64) / 255.0, style.label, num_classes, min_pixels))
-    styles, results = np.stack(style_means), np.stack(result_means)  # (pairs, classes, 3)
+    classes = correlate(np.stack(style_means), np.stack(result_means), class_names)
+    return {"pairs": len(pairs), "use_style": use_style, "classes": classes}
+
+
+def correlate(style_means: np.ndarray, result_means: np.ndarray, class_names: Sequence[str]) -> dict:
+    """Per class, Pearson r between two (pairs, classes, 3) arrays of region mean colours (NaN where a
+    class is missing), over the pairs holding the class in both: ``{name: {"pairs", "r", "r_rgb"}}``."""
     classes = {}
     for c, name in enumerate(class_names):
-        both = ~np.isnan(styles[:, c, 0]) & ~np.isnan(results[:, c, 0])
-        per_channel = [pearson(styles[both, c, k], results[both, c, k]) for k in range(3)]
+        both = ~np.isnan(style_means[:, c, 0]) & ~np.isnan(result_means[:, c, 0])
+        per_channel = [pearson(style_means[both, c, k], result_means[both, c, k]) for k in range(3)]
         valid = [r for r in per_channel if r is not None]
         classes[name] = {
             "pairs": int(both.sum()),
             "r": float(np.mean(valid)) if len(valid) == 3 else None,
             "r_rgb": per_channel,
         }
-    return {"pairs": len(pairs), "use_style": use_style, "classes": classes}
+    return classes
 
 
-def format_table(with_style: dict, without_style: dict | None = None) -> str:
-    """A plain-text table of :func:`style_fidelity` results (optionally beside the control)."""
+def real_style_fidelity(count: int, class_names: Sequence[str], size: int = 128, seed: int = 0,
+                        min_pixels: int = MIN_PIXELS) -> dict:
+    """What real toy photos score on the same measure: layout ``i`` (toy ``val`` scene ``i``) and
+    the style scene (toy ``test`` scene ``i``) are both drawn with one style seed, so the "result" is
+    a real photo of the layout in the style photo's look. Its r is the measure's ceiling (below 1
+    where a class's colour also depends on the layout: lighting, texture, haze)."""
+    from spadekit.data.toy import render_scene, scene_seed
+
+    num_classes = len(class_names)
+    style_means, result_means = [], []
+    for i in range(count):
+        look = 1_000_003 * (seed + 1) + i
+        layout = render_scene(scene_seed(seed, i, "val"), size, style_seed=look)
+        style = render_scene(scene_seed(seed, i, "test"), size, style_seed=look)
+        result_means.append(region_means(layout.image.astype(np.float64) / 255.0, layout.label, num_classes, min_pixels))
+        style_means.append(region_means(style.image.astype(np.float64) / 255.0, style.label, num_classes, min_pixels))
+    return {"pairs": count, "use_style": True,
+            "classes": correlate(np.stack(style_means), np.stack(result_means), class_names)}
+
+
+def format_table(with_style: dict, without_style: dict | None = None, real: dict | None = None) -> str:
+    """A plain-text table of :func:`style_fidelity` results (optionally beside the control and
+    :func:`real_style_fidelity`'s real photos)."""
 
     def cell(value: float | None) -> str:
         return "   -  " if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:6.3f}"
@@ -117,10 +144,14 @@ def format_table(with_style: dict, without_style: dict | None = None) -> str:
     header = f"{'class':<10} {'pairs':>5}  {'r':>6}  {'r(R)':>6} {'r(G)':>6} {'r(B)':>6}"
     if without_style is not None:
         header += f"  {'r no style':>10}"
+    if real is not None:
+        header += f"  {'r real':>7}"
     lines = [header]
     for name, entry in with_style["classes"].items():
         line = f"{name:<10} {entry['pairs']:>5}  {cell(entry['r'])}  " + " ".join(cell(v) for v in entry["r_rgb"])
         if without_style is not None:
             line += f"  {cell(without_style['classes'][name]['r']):>10}"
+        if real is not None:
+            line += f"  {cell(real['classes'][name]['r']):>7}"
         lines.append(line)
     return "\n".join(lines)
