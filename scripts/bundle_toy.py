@@ -116,16 +116,13 @@ def real_fid_floors(count: int = 200) -> tuple[float, float]:
     import torch
 
     from spadekit.data.toy import render_scene, scene_seed
-    from spadekit.evaluation.fid import FeatureStatistics, frechet_distance
-    from spadekit.evaluation.toy_segmenter import load_toy_segmenter, render_toy_set, to_unit_range
+    from spadekit.evaluation.fid import compute_statistics, frechet_distance
+    from spadekit.evaluation.toy_segmenter import ToyFeatures, load_toy_segmenter, render_toy_set, to_unit_range
 
-    segmenter = load_toy_segmenter()
+    features = ToyFeatures(load_toy_segmenter())
 
     def statistics_of(images: torch.Tensor):
-        s = FeatureStatistics()
-        for start in range(0, count, 50):
-            s.update(segmenter.features(to_unit_range(images[start : start + 50])))
-        return s.compute()
+        return compute_statistics(features, (to_unit_range(images[start : start + 50]) for start in range(0, count, 50)))
 
     def distance(a, b) -> float:
         return frechet_distance(a.mu, a.sigma, b.mu, b.sigma)
