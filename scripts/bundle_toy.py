@@ -7,6 +7,10 @@
     python scripts/bundle_toy.py runs/toy --eval runs/toy/eval.json --style runs/toy/style.json \\
         --diversity runs/toy/diversity.json --notes scripts/toy_model_notes.md
 
+With ``--encoder-run RUN2`` the style encoder comes from a later run that trained it alone against
+RUN's frozen generator (``spadekit train --init-from RUN/model --set "train.frozen=[generator,discriminator]"``);
+the script checks that RUN2's generator is RUN's, bit for bit, and the card reports both phases.
+
 The generator and encoder are stored in float16 (halving the package size; the networks still run
 in float32 after loading), the discriminator is left out (it only matters for further training:
 fine-tune with ``--init-from toy`` and a fresh discriminator). The model card records the command,
@@ -145,6 +149,8 @@ def main() -> None:
     parser.add_argument("--eval", type=Path, required=True, help="report JSON of `spadekit evaluate` on this model")
     parser.add_argument("--style", type=Path, required=True, help="JSON of benchmarks/style_fidelity.py on this model")
     parser.add_argument("--diversity", type=Path, required=True, help="JSON of benchmarks/toy_diversity.py on this model")
+    parser.add_argument("--encoder-run", type=Path, default=None,
+                        help="run directory of a later encoder-only phase (generator frozen); its encoder is bundled")
     parser.add_argument("--notes", type=Path, help="markdown inserted into the card (the recipe and why)")
     parser.add_argument("--command", default="spadekit train --preset toy --out runs/toy",
                         help="training command for the card (a command, or a sentence with its own markdown "
@@ -164,9 +170,22 @@ def main() -> None:
     staging = TARGET.with_name(".toy.staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    shutil.copy(model_dir / "config.json", staging / "config.json")
-    for part in ("generator", "encoder"):
-        source = model_dir / f"{part}.safetensors"
+    release = json.loads((model_dir / "config.json").read_text())
+    encoder_dir = model_dir
+    encoder_phase = None
+    if args.encoder_run is not None:
+        encoder_dir = args.encoder_run / "model"
+        ours, theirs = load_file(str(model_dir / "generator.safetensors")), load_file(str(encoder_dir / "generator.safetensors"))
+        if ours.keys() != theirs.keys() or any(not ours[k].half().equal(theirs[k].half()) for k in ours):
+            raise SystemExit(f"{encoder_dir}: its generator is not the one of {model_dir}; was the generator frozen?")
+        encoder_phase = training_summary(args.encoder_run)
+        encoder_config = json.loads((encoder_dir / "config.json").read_text())["config"]
+        release["provenance"]["encoder"] = {"phase": "trained alone against the frozen generator",
+                                            "steps": encoder_phase["steps"],
+                                            "frozen": encoder_config["train"]["frozen"]}
+    (staging / "config.json").write_text(json.dumps(release, indent=1) + "\n")
+    for part, directory in (("generator", model_dir), ("encoder", encoder_dir)):
+        source = directory / f"{part}.safetensors"
         if source.exists():
             state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in load_file(str(source)).items()}
             save_file(state, str(staging / f"{part}.safetensors"), metadata={"format": "pt", "dtype": "float16"})
@@ -204,6 +223,27 @@ def main() -> None:
     l1 = (f" + L1 on {loss['l1_pool']}×{loss['l1_pool']}-pooled images ×{loss['lambda_l1']:g}" if loss.get("lambda_l1") else "")
     if loss.get("lambda_region_colour"):
         l1 += f" + L1 on each region's mean colour ×{loss['lambda_region_colour']:g}"
+    steps = (f"{summary['steps']} generator updates, batch {t['batch_size']}, {config['data'].get('toy_scenes')} "
+             f"training scenes; {decay}; EMA {t['ema_decay']} with warm-up")
+    hours = summary["hours"]
+    losses = (f"hinge GAN + feature matching ×{loss['lambda_feat']:g}{l1} + KL ×{loss['lambda_kld']:g} "
+              "(no VGG: its ImageNet weights are not bundled)")
+    last = {k: v for k, v in summary["last"].items() if k.startswith(("G_", "D_", "KLD"))}
+    if encoder_phase is not None:
+        e_loss = encoder_config["loss"]
+        e_terms = [f"L1 on {e_loss['l1_pool']}×{e_loss['l1_pool']}-pooled images ×{e_loss['lambda_l1']:g}"] if e_loss.get("lambda_l1") else []
+        if e_loss.get("lambda_region_colour"):
+            e_terms.append(f"L1 on each region's mean colour ×{e_loss['lambda_region_colour']:g}")
+        if e_loss.get("lambda_gan"):
+            e_terms.append(f"hinge GAN ×{e_loss['lambda_gan']:g}")
+        e_terms.append(f"KL ×{e_loss['lambda_kld']:g}")
+        frozen = " and ".join(encoder_config["train"]["frozen"])
+        steps += (f"; then {encoder_phase['steps']} updates of the style encoder alone, {frozen} "
+                  f"frozen (`train.frozen`), lr {encoder_config['train'].get('lr_G') or encoder_config['train']['lr'] / 2:g}")
+        hours += encoder_phase["hours"]
+        losses += "; encoder phase: " + " + ".join(e_terms)
+        last = {**{f"{k} (generator phase)": v for k, v in last.items()},
+                **{f"{k} (encoder phase)": v for k, v in encoder_phase["last"].items() if k.startswith(("G_", "D_", "KLD"))}}
     hardware = args.hardware or f"{cpu_name()}, 2 cores shared with other jobs; fp32, one thread"
     lines = [
         "# Bundled model: toy",
@@ -218,15 +258,13 @@ def main() -> None:
         f"norm {m['norm_G']}, instance edges, VAE (z {m['z_dim']}); discriminator ndf {m['ndf']}, {m['num_D']} scales |",
         f"| training command | {args.command} |" if "`" in args.command
         else f"| training command | `{args.command}` (the `toy` preset holds every option below) |",
-        f"| steps | {summary['steps']} generator updates, batch {t['batch_size']}, {config['data'].get('toy_scenes')} "
-        f"training scenes; {decay}; EMA {t['ema_decay']} with warm-up |",
+        f"| steps | {steps} |",
         f"| learning rates | G {t['lr'] / 2:g}, D {t['lr'] * 2:g} (TTUR), Adam betas (0, 0.9) |",
-        f"| wall time | {summary['hours']:.2f} h |",
+        f"| wall time | {hours:.2f} h |",
         f"| hardware | {hardware} |",
-        f"| losses | hinge GAN + feature matching ×{loss['lambda_feat']:g}{l1} + KL ×{loss['lambda_kld']:g} "
-        "(no VGG: its ImageNet weights are not bundled) |",
+        f"| losses | {losses} |",
         f"| storage | generator and encoder in float16 safetensors (loaded into float32), {megabytes:.1f} MB; no discriminator |",
-        "| last logged losses | " + ", ".join(f"{k} {v:.3f}" for k, v in summary["last"].items() if k.startswith(("G_", "D_", "KLD"))) + " |",
+        "| last logged losses | " + ", ".join(f"{k} {v:.3f}" for k, v in last.items()) + " |",
         "",
         "## Evaluation against real toy photos, and the goals of issue 13",
         "",

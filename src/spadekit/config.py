@@ -191,6 +191,10 @@ class LossConfig:
 
     gan_mode: GanMode = "hinge"
     """GAN loss: hinge, ls (least squares), original (BCE with logits) or w (Wasserstein)."""
+    lambda_gan: float = 1.0
+    """Weight of the generator's adversarial term. 0 together with no feature matching leaves the
+    discriminator out of the generator step: what a phase that trains only the style encoder
+    against a frozen generator (``train.frozen``) wants, since the encoder's latent needs no critic."""
     lambda_feat: float = 10.0
     """Weight of discriminator feature matching (divided by the number of scales)."""
     lambda_vgg: float = 10.0
@@ -216,7 +220,7 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         _check_choice("loss.gan_mode", self.gan_mode, GanMode)
-        _check(min(self.lambda_feat, self.lambda_vgg, self.lambda_kld, self.lambda_l1, self.lambda_region_colour) >= 0, "loss weights must be >= 0")
+        _check(min(self.lambda_gan, self.lambda_feat, self.lambda_vgg, self.lambda_kld, self.lambda_l1, self.lambda_region_colour) >= 0, "loss weights must be >= 0")
         _check(self.l1_pool >= 1, "loss.l1_pool must be >= 1")
 
 
@@ -265,6 +269,11 @@ class TrainConfig:
     run would otherwise release a flat grey model). Off: the full decay from the first step."""
     grad_accum: int = 1
     """Accumulate gradients over this many micro-batches per optimiser step."""
+    frozen: list[str] = field(default_factory=list)
+    """Network parts held fixed (e.g. ``[generator]`` or ``[generator, discriminator]``): no optimiser
+    updates them, they run in eval mode (batch norms use and keep their running statistics), and a
+    phase with every discriminator part frozen skips the discriminator step. With ``--init-from``
+    this trains a new style encoder for a released generator without changing its images."""
     checkpoint_every: int = 1000
     """Write a training checkpoint every N generator steps."""
     keep_checkpoints: int = 3
@@ -281,6 +290,10 @@ class TrainConfig:
         _check(0.0 <= self.ema_decay < 1.0, "train.ema_decay must be in [0, 1)")
         _check(self.precision in ("fp32", "bf16", "fp16"), "train.precision must be fp32, bf16 or fp16")
         _check(self.ema_refresh_batches >= 0, "train.ema_refresh_batches must be >= 0")
+        _check(len(set(self.frozen)) == len(self.frozen), f"train.frozen={self.frozen} names a part twice")
+        _check(not ("generator" in self.frozen and self.ema_decay > 0),
+               "train.frozen holds the generator, so there is nothing for its EMA to average: set train.ema_decay=0 "
+               "(the release then holds the frozen generator as loaded)")
         for name in ("lr_G", "lr_D"):
             value = getattr(self, name)
             _check(value is None or value >= 0, f"train.{name} must be >= 0")

@@ -87,11 +87,16 @@ class SpadeObjective(nn.Module):
     def generator_terms(
         self, batch: Batch, fake: torch.Tensor, mu: torch.Tensor | None, logvar: torch.Tensor | None
     ) -> dict[str, torch.Tensor]:
-        """The named generator terms for ``fake`` (GAN, feature matching, VGG, KL when ``mu`` is given)."""
-        fake_out, real_out = self.discriminate(batch, fake)
-        terms = {"G_GAN": gan_loss(fake_out, self.losses.gan_mode, True, for_discriminator=False)}
-        if self.losses.feature_matching and self.losses.lambda_feat > 0:
-            terms["G_feat"] = feature_matching_loss(fake_out, real_out, self.losses.lambda_feat)
+        """The named generator terms for ``fake`` (GAN, feature matching, VGG, L1 terms, KL when ``mu``
+        is given); D is not run when neither of its terms has weight."""
+        terms = {}
+        matching = self.losses.feature_matching and self.losses.lambda_feat > 0
+        if self.losses.lambda_gan > 0 or matching:
+            fake_out, real_out = self.discriminate(batch, fake)
+            if self.losses.lambda_gan > 0:
+                terms["G_GAN"] = gan_loss(fake_out, self.losses.gan_mode, True, for_discriminator=False) * self.losses.lambda_gan
+            if matching:
+                terms["G_feat"] = feature_matching_loss(fake_out, real_out, self.losses.lambda_feat)
         if self.vgg is not None and self.losses.lambda_vgg > 0:
             terms["G_VGG"] = self.vgg(fake, batch.image) * self.losses.lambda_vgg
         if self.losses.lambda_l1 > 0:

@@ -59,6 +59,8 @@ class Plan:
             f"lr G {o.lr_G:g} D {o.lr_D:g}, betas {o.betas}; decay over epochs {o.epochs}..{o.epochs + o.epochs_decay}"
             + ("; D step on regenerated fakes (official order)" if o.regenerate_fakes else "")
         )
+        if o.frozen:
+            lines.append(f"frozen (not trained, eval mode): {', '.join(o.frozen)}")
         lines.append(describe_release(o.ema_decay, o.ema_warmup, o.total_steps))
         lines.append(f"checkpoint every {o.checkpoint_every} (keep {o.keep_checkpoints}), log every {o.log_every}, images every {o.image_every}")
         return "\n".join(lines)
@@ -102,6 +104,7 @@ def loop_options(config: Config, world_size: int, dataset_size: int, steps: int 
         ema_refresh_batches=t.ema_refresh_batches,
         regenerate_fakes=t.regenerate_fakes,
         seed=t.seed,
+        frozen=tuple(t.frozen),
         checkpoint_every=every(t.checkpoint_every),
         keep_checkpoints=max(1, t.keep_checkpoints),
         log_every=every(t.log_every),
@@ -154,6 +157,18 @@ def networks_for(config: Config, init_model: Any | None = None, init_source: str
             if name in networks and source is not None:
                 load_state_into(networks[name], source.state_dict(), f"{init_source} ({name})")
     return networks
+
+
+def check_frozen(frozen: list[str], networks: dict[str, nn.Module], optimized: dict[str, tuple[str, ...]]) -> None:
+    """ConfigError unless ``train.frozen`` names parts of this method and leaves something to train
+    in the generator step."""
+    unknown = [name for name in frozen if name not in networks]
+    if unknown:
+        raise ConfigError(f"train.frozen: {', '.join(unknown)} is not a part of this model; its parts are {', '.join(networks)}")
+    trainable = [name for name in optimized["G"] if name in networks and name not in frozen]
+    if not trainable:
+        raise ConfigError(f"train.frozen: with {', '.join(frozen)} frozen nothing is left to train in the generator step "
+                          f"({', '.join(n for n in optimized['G'] if n in networks)})")
 
 
 def resume_guard(config: Config, steps_per_epoch: int) -> Callable[[dict[str, Any], Path], None]:
@@ -257,6 +272,9 @@ def build_trainer(
             # Before the run directory is touched: a refused resume leaves config.json as it was.
             resume_guard(config, options.steps_per_epoch)(resume_from[1], resume_from[0])
 
+    networks = networks_for(config, init_model if resume_from is None else None, init_source)
+    check_frozen(config.train.frozen, networks, method.optimized)  # before the run directory is touched
+
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         removed = ckpt.remove_stale_temporaries(run_dir)
@@ -264,7 +282,6 @@ def build_trainer(
             say(f"removed {len(removed)} half-written checkpoint file(s) left by an interrupted run")
         config.save(run_dir / "config.json")
 
-    networks = networks_for(config, init_model if resume_from is None else None, init_source)
     if resume_from is None and method.prepare_training is not None:
         method.prepare_training(networks, dataset, config, say)  # parts fitted to the data (a resume reloads them)
     if preview is None:

@@ -74,6 +74,8 @@ class LoopOptions:
     ema_refresh_batches: int = 0
     regenerate_fakes: bool = False
     seed: int = 0
+    frozen: tuple[str, ...] = ()
+    """Parts no optimiser updates (``train.frozen``)."""
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     log_every: int = 50
@@ -162,6 +164,11 @@ class Trainer:
         self._visualize = visualize_labels
         self._save_release = save_release
         self._check_resume = check_resume
+        # Frozen parts: out of both optimisers, without gradients, in eval mode; no D step when all of D is frozen.
+        unknown = sorted(set(options.frozen) - set(networks))
+        if unknown:
+            raise ValueError(f"cannot freeze {', '.join(unknown)}: the parts are {', '.join(networks)}")
+        self.frozen = frozenset(options.frozen)
 
         # -- networks (raw modules: their state dicts are what checkpoints and releases hold)
         self.networks: dict[str, nn.Module] = {}
@@ -171,17 +178,25 @@ class Trainer:
             net = net.to(self.device)
             if options.channels_last:
                 net = net.to(memory_format=torch.channels_last)
-            self.networks[name] = net.train()
+            if name in self.frozen:
+                # Eval mode: a frozen part's batch norms use (and keep) their running statistics, as at inference.
+                self.networks[name] = net.requires_grad_(False).eval()
+            else:
+                self.networks[name] = net.train()
         self.G = self.networks["generator"]
         # The EMA copy is taken before any forward pass (spectral norm's cached weight cannot be deep-copied after one).
         self.ema = EMA(self.G, options.ema_decay, options.ema_warmup) if options.ema_decay > 0 else None
 
         # -- optimisers
         fused = self.device.type == "cuda"
-        self.groups = {key: [n for n in names if n in self.networks] for key, names in optimized.items()}
+        self.groups = {key: [n for n in names if n in self.networks and n not in self.frozen] for key, names in optimized.items()}
         params = {key: [p for n in names for p in self.networks[n].parameters()] for key, names in self.groups.items()}
+        if not params["G"]:
+            raise ValueError(f"nothing left to train in the generator step: {', '.join(sorted(self.frozen))} frozen")
         self.opt_G = torch.optim.Adam(params["G"], lr=options.lr_G, betas=options.betas, fused=fused or None)
-        self.opt_D = torch.optim.Adam(params["D"], lr=options.lr_D, betas=options.betas, fused=fused or None)
+        # No D step when every D part is frozen (a phase that trains only the style encoder).
+        self.opt_D = (torch.optim.Adam(params["D"], lr=options.lr_D, betas=options.betas, fused=fused or None)
+                      if params["D"] else None)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=options.precision == "fp16")
 
         # -- DDP wrappers and compiled callables (they share the raw modules' parameters)
@@ -234,7 +249,7 @@ class Trainer:
             "parts": list(self.networks),
             **{name: net.state_dict() for name, net in self.networks.items()},
             "optimizer_G": self.opt_G.state_dict(),
-            "optimizer_D": self.opt_D.state_dict(),
+            "optimizer_D": self.opt_D.state_dict() if self.opt_D is not None else None,
             "scaler": self.scaler.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "config": self.record,
@@ -251,14 +266,15 @@ class Trainer:
             load_state_into(net, state[name], source)
         try:
             self.opt_G.load_state_dict(state["optimizer_G"])
-            self.opt_D.load_state_dict(state["optimizer_D"])
+            if self.opt_D is not None:
+                self.opt_D.load_state_dict(state["optimizer_D"])
             self.scaler.load_state_dict(state["scaler"])
             if self.ema is not None:
                 if state.get("ema") is None:
                     raise CheckpointError(f"{source}: has no EMA generator but train.ema_decay > 0")
                 self.ema.load_state_dict(state["ema"], updates=int(state["step"]))
-        except (KeyError, ValueError, RuntimeError) as exc:
-            raise CheckpointError(f"{source}: optimiser or EMA state does not fit ({str(exc).splitlines()[0]})") from None
+        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+            raise CheckpointError(f"{source}: optimiser or EMA state does not fit (was train.frozen changed?)  ({str(exc).splitlines()[0]})") from None
         self.step = int(state["step"])
         rng = state.get("rng") or []
         if len(rng) == self.env.world_size:
@@ -299,7 +315,7 @@ class Trainer:
         statistics are its own (what OASIS does before every use of its EMA generator). The batches
         and the noise are seeded by the step; the training's random streams are not touched."""
         count = self.options.ema_refresh_batches
-        if count <= 0 or self.ema is None:
+        if count <= 0 or self.ema is None or "generator" in self.frozen:
             return
         generator = self.ema.module
         devices = [self.device] if self.device.type == "cuda" else []
@@ -336,7 +352,7 @@ class Trainer:
         lr_D = decayed_lr(o.lr_D, epoch, o.epochs, o.epochs_decay)
         for group in self.opt_G.param_groups:
             group["lr"] = lr_G
-        for group in self.opt_D.param_groups:
+        for group in self.opt_D.param_groups if self.opt_D is not None else ():
             group["lr"] = lr_D
         return lr_G, lr_D
 
@@ -353,7 +369,8 @@ class Trainer:
         accum = self.options.grad_accum
         regenerate = self.options.regenerate_fakes
         self.opt_G.zero_grad(set_to_none=True)
-        self.opt_D.zero_grad(set_to_none=True)
+        if self.opt_D is not None:
+            self.opt_D.zero_grad(set_to_none=True)
         totals: dict[str, torch.Tensor] = {}
 
         def add(terms: dict[str, torch.Tensor]) -> None:
@@ -373,7 +390,7 @@ class Trainer:
                 self.scaler.scale(g_total / accum).backward()
             self._freeze_D(False)
             add(g_terms)
-            if regenerate:
+            if regenerate or self.opt_D is None:
                 continue
             # D step on the same fake images, detached inside the objective.
             with no_sync(self._sync["D"], hold):
@@ -385,18 +402,20 @@ class Trainer:
             # The official order: update G, then train D on fakes of the updated G.
             self._check_finite(totals)
             self.scaler.step(self.opt_G)
-            for micro, batch in enumerate(micro_batches or []):
+            for micro, batch in enumerate(micro_batches if self.opt_D is not None else []):
                 with no_sync(self._sync["D"], micro < accum - 1):
                     with self._autocast():
                         d_total, d_terms = self.objective_D.discriminator_losses(batch, None)
                     self.scaler.scale(d_total / accum).backward()
                 add(d_terms)
             self._check_finite(totals)
-            self.scaler.step(self.opt_D)
+            if self.opt_D is not None:
+                self.scaler.step(self.opt_D)
         else:
             self._check_finite(totals)
             self.scaler.step(self.opt_G)
-            self.scaler.step(self.opt_D)
+            if self.opt_D is not None:
+                self.scaler.step(self.opt_D)
         self.scaler.update()
         if self.ema is not None:
             self.ema.update(self.G)

@@ -153,7 +153,7 @@ class AsapnetObjective(SpadeObjective):
         fake, params = self.generator(batch.semantics, return_parameters=True)
         terms = self.generator_terms(batch, fake, None, None)
         if not o.adversarial:
-            del terms["G_GAN"]
+            terms.pop("G_GAN", None)
         if o.lambda_mse > 0:
             terms["G_MSE"] = F.mse_loss(fake, batch.image) * o.lambda_mse
         if o.lambda_l1 > 0:
