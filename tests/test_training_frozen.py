@@ -151,3 +151,26 @@ def test_lambda_gan_scales_the_adversarial_term_and_zero_skips_the_discriminator
     assert calls == 0 and set(none) == {"G_L1"}
     matching_only, calls = terms(lambda_gan=0)
     assert calls == 1 and set(matching_only) == {"G_feat"}
+
+
+def test_init_parts_generator_starts_a_new_encoder(tmp_path: Path, source: Path, capsys) -> None:
+    out = tmp_path / "run"
+    overrides = TINY_VAE + ENCODER_ONLY + ["model.norm_E=none"]  # another encoder architecture than the source's
+    assert train(out, "--steps", "0", "--init-from", str(source), "--init-parts", "generator", overrides=overrides) == 0
+    capsys.readouterr()
+    tuned = load_model(out / "model")
+    assert tuned.config.model.norm_E == "none"
+    assert states_equal(load_model(source).generator, tuned.generator) == []
+    fresh = networks_for(load_config("toy", overrides))["encoder"]
+    assert states_equal(fresh, tuned.encoder) == []
+
+
+def test_init_parts_errors(tmp_path: Path, source: Path, capsys) -> None:
+    no_encoder = load_model(source)
+    no_encoder.encoder = None
+    no_encoder.save(tmp_path / "no-encoder")
+    out = tmp_path / "run"
+    assert train(out, "--steps", "0", "--init-from", str(tmp_path / "no-encoder"), "--init-parts", "encoder", overrides=TINY_VAE) != 0
+    assert "--init-parts encoder" in capsys.readouterr().err and not out.exists()
+    assert train(out, "--steps", "0", "--init-parts", "generator", overrides=TINY_VAE) != 0
+    assert "--init-parts needs --init-from" in capsys.readouterr().err and not out.exists()

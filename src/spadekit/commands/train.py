@@ -48,6 +48,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fine-tune: start G (and E) from a release model directory, a bundled model name or a folder of "
         "official checkpoints (latest_net_G.pth, read with --preset); D starts fresh; the model section comes from MODEL",
     )
+    parser.add_argument(
+        "--init-parts",
+        nargs="+",
+        metavar="PART",
+        help="with --init-from: the parts to copy from MODEL (default: generator and encoder); e.g. "
+        "--init-parts generator starts a new style encoder",
+    )
     parser.add_argument("--no-vgg", action="store_true", help="train without the VGG19 perceptual loss (loss.lambda_vgg=0)")
     add_device_option(parser, "training runs (under torchrun: cuda means each process's own GPU)")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config, parameter counts and plan, then exit")
@@ -99,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.out and not args.dry_run:
         raise ConfigError("--out RUN_DIR is required (where checkpoints, logs and the model go)")
+    if args.init_parts and not args.init_from:
+        raise ConfigError("--init-parts needs --init-from MODEL (the model the parts are copied from)")
     env = setup_distributed(args.device)
     try:
         config, init_model = resolve_config(args)
@@ -118,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
             steps=args.steps,
             init_model=init_model,
             init_source=str(args.init_from),
+            init_parts=args.init_parts,
             resume=args.resume,
             progress=not args.no_progress,
             tensorboard=not args.no_tensorboard,

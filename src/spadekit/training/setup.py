@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -144,18 +144,26 @@ def preview_items(config: Config, fallback: Dataset, count: int = PREVIEW_SAMPLE
         return [dataset[i] for i in range(min(count, len(dataset)))]  # type: ignore[arg-type]
 
 
-def networks_for(config: Config, init_model: Any | None = None, init_source: str = "--init-from model") -> dict[str, nn.Module]:
-    """Fresh networks of the config's method (seeded by ``train.seed``), with the generator's and
-    encoder's weights copied from a release model when fine-tuning."""
+def networks_for(config: Config, init_model: Any | None = None, init_source: str = "--init-from model",
+                 init_parts: Sequence[str] | None = None) -> dict[str, nn.Module]:
+    """Fresh networks of the config's method (seeded by ``train.seed``), with weights copied from a
+    release model when fine-tuning: ``init_parts`` (each must be in both), by default the generator
+    and the encoder where both have them."""
     from spadekit.release import load_state_into
 
     torch.manual_seed(config.train.seed)
     networks = method_of(config).build_networks(config, True)
-    if init_model is not None:
-        for name in ("generator", "encoder"):
-            source = init_model.networks().get(name)
-            if name in networks and source is not None:
-                load_state_into(networks[name], source.state_dict(), f"{init_source} ({name})")
+    if init_model is None:
+        return networks
+    available = init_model.networks()
+    for name in init_parts or ():
+        if name not in networks or available.get(name) is None:
+            raise ConfigError(f"--init-parts {name}: {init_source} has parts {', '.join(k for k, v in available.items() if v is not None)}"
+                              f" and this run trains {', '.join(networks)}")
+    for name in init_parts if init_parts is not None else ("generator", "encoder"):
+        source = available.get(name)
+        if name in networks and source is not None:
+            load_state_into(networks[name], source.state_dict(), f"{init_source} ({name})")
     return networks
 
 
@@ -220,6 +228,7 @@ def build_trainer(
     preview: list[dict[str, Any]] | None = None,
     init_model: Any | None = None,
     init_source: str = "--init-from model",
+    init_parts: Sequence[str] | None = None,
     resume: str | None = None,
     progress: bool = True,
     tensorboard: bool = True,
@@ -235,7 +244,8 @@ def build_trainer(
         dataset: training items; default :func:`spadekit.data.open_dataset` on ``config.data``.
         preview: fixed items for image grids; default the first validation items.
         init_model: a release model to fine-tune from (G and E weights; D fresh); ignored when
-            resuming. ``init_source`` names it in errors.
+            resuming. ``init_source`` names it in errors; ``init_parts`` picks the parts to copy
+            (default: generator and encoder).
         resume: None (fresh run; an error if ``run_dir`` holds checkpoints), ``"auto"`` (the latest
             checkpoint in ``run_dir`` if any) or a checkpoint path.
         progress, tensorboard: reporting switches (rank 0 only).
@@ -272,7 +282,7 @@ def build_trainer(
             # Before the run directory is touched: a refused resume leaves config.json as it was.
             resume_guard(config, options.steps_per_epoch)(resume_from[1], resume_from[0])
 
-    networks = networks_for(config, init_model if resume_from is None else None, init_source)
+    networks = networks_for(config, init_model if resume_from is None else None, init_source, init_parts)
     check_frozen(config.train.frozen, networks, method.optimized)  # before the run directory is touched
 
     if env.is_main:
