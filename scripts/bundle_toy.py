@@ -180,6 +180,8 @@ def main() -> None:
             raise SystemExit(f"{encoder_dir}: its generator is not the one of {model_dir}; was the generator frozen?")
         encoder_phase = training_summary(args.encoder_run)
         encoder_config = json.loads((encoder_dir / "config.json").read_text())["config"]
+        # The encoder run's architecture (the generator's part of it is RUN's, checked above; the encoder may differ).
+        release["config"]["model"] = encoder_config["model"]
         release["provenance"]["encoder"] = {"phase": "trained alone against the frozen generator",
                                             "steps": encoder_phase["steps"],
                                             "frozen": encoder_config["train"]["frozen"]}
@@ -255,7 +257,7 @@ def main() -> None:
         "| | |",
         "|---|---|",
         f"| architecture | SPADE, ngf {m['ngf']}, SPADE hidden {m['spade_hidden']}, {m['width']}×{m['width']}, "
-        f"norm {m['norm_G']}, instance edges, VAE (z {m['z_dim']}); discriminator ndf {m['ndf']}, {m['num_D']} scales |",
+        f"norm {m['norm_G']}, instance edges, VAE (z {m['z_dim']}, encoder norm {m['norm_E']}); discriminator ndf {m['ndf']}, {m['num_D']} scales |",
         f"| training command | {args.command} |" if "`" in args.command
         else f"| training command | `{args.command}` (the `toy` preset holds every option below) |",
         f"| steps | {steps} |",
