@@ -198,7 +198,7 @@ def main() -> None:
     style = json.loads(args.style.read_text())
     diversity = json.loads(args.diversity.read_text())
     config = json.loads((model_dir / "config.json").read_text())["config"]
-    m, t, loss = config["model"], config["train"], config["loss"]
+    m, t, loss = release["config"]["model"], config["train"], config["loss"]
     print("measuring the fp16 weights: regression set, inference time, real FID floor ...", flush=True)
     floor_values = regression_set(staging)
     timings = {threads: inference_seconds(staging, threads) for threads in (1, 2)}
@@ -241,7 +241,7 @@ def main() -> None:
         e_terms.append(f"KL ×{e_loss['lambda_kld']:g}")
         frozen = " and ".join(encoder_config["train"]["frozen"])
         steps += (f"; then {encoder_phase['steps']} updates of the style encoder alone, {frozen} "
-                  f"frozen (`train.frozen`), lr {encoder_config['train'].get('lr_G') or encoder_config['train']['lr'] / 2:g}")
+                  f"frozen (`train.frozen`), final lr {encoder_config['train'].get('lr_G') or encoder_config['train']['lr'] / 2:g}")
         hours += encoder_phase["hours"]
         losses += "; encoder phase: " + " + ".join(e_terms)
         last = {**{f"{k} (generator phase)": v for k, v in last.items()},
