@@ -164,10 +164,8 @@ class Trainer:
         self._visualize = visualize_labels
         self._save_release = save_release
         self._check_resume = check_resume
-        # Frozen parts: out of both optimisers, without gradients, in eval mode; no D step when all of D is frozen.
-        unknown = sorted(set(options.frozen) - set(networks))
-        if unknown:
-            raise ValueError(f"cannot freeze {', '.join(unknown)}: the parts are {', '.join(networks)}")
+        # Frozen parts (checked by setup.check_frozen): out of both optimisers, without gradients, in
+        # eval mode; no D step when all of D is frozen.
         self.frozen = frozenset(options.frozen)
 
         # -- networks (raw modules: their state dicts are what checkpoints and releases hold)
@@ -191,8 +189,6 @@ class Trainer:
         fused = self.device.type == "cuda"
         self.groups = {key: [n for n in names if n in self.networks and n not in self.frozen] for key, names in optimized.items()}
         params = {key: [p for n in names for p in self.networks[n].parameters()] for key, names in self.groups.items()}
-        if not params["G"]:
-            raise ValueError(f"nothing left to train in the generator step: {', '.join(sorted(self.frozen))} frozen")
         self.opt_G = torch.optim.Adam(params["G"], lr=options.lr_G, betas=options.betas, fused=fused or None)
         # No D step when every D part is frozen (a phase that trains only the style encoder).
         self.opt_D = (torch.optim.Adam(params["D"], lr=options.lr_D, betas=options.betas, fused=fused or None)
