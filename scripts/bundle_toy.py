@@ -57,6 +57,25 @@ def training_summary(run: Path) -> dict:
     return {"steps": records[-1]["step"], "hours": seconds / 3600, "last": records[-1]}
 
 
+def loss_terms(loss: dict) -> list[str]:
+    """The objective of a run's ``loss`` config section in words, one entry per term with weight."""
+    terms = []
+    if loss.get("lambda_gan", 1.0):
+        terms.append("hinge GAN" + (f" ×{loss['lambda_gan']:g}" if loss.get("lambda_gan", 1.0) != 1 else ""))
+    if loss.get("feature_matching", True) and loss.get("lambda_feat"):
+        terms.append(f"feature matching ×{loss['lambda_feat']:g}")
+    if loss.get("lambda_l1"):
+        terms.append(f"L1 on {loss['l1_pool']}×{loss['l1_pool']}-pooled images ×{loss['lambda_l1']:g}")
+    if loss.get("lambda_region_colour"):
+        terms.append(f"L1 on each region's mean colour ×{loss['lambda_region_colour']:g}")
+    return terms + [f"KL ×{loss['lambda_kld']:g}"]
+
+
+def logged_losses(summary: dict) -> dict[str, float]:
+    """The loss terms of a run's last log record."""
+    return {k: v for k, v in summary["last"].items() if k.startswith(("G_", "D_", "KLD"))}
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -222,30 +241,19 @@ def main() -> None:
     if config["data"].get("toy_scenes"):
         steps_per_epoch = config["data"]["toy_scenes"] // t["batch_size"]
         decay += f" ({steps_per_epoch} steps per epoch)"
-    l1 = (f" + L1 on {loss['l1_pool']}×{loss['l1_pool']}-pooled images ×{loss['lambda_l1']:g}" if loss.get("lambda_l1") else "")
-    if loss.get("lambda_region_colour"):
-        l1 += f" + L1 on each region's mean colour ×{loss['lambda_region_colour']:g}"
     steps = (f"{summary['steps']} generator updates, batch {t['batch_size']}, {config['data'].get('toy_scenes')} "
              f"training scenes; {decay}; EMA {t['ema_decay']} with warm-up")
     hours = summary["hours"]
-    losses = (f"hinge GAN + feature matching ×{loss['lambda_feat']:g}{l1} + KL ×{loss['lambda_kld']:g} "
-              "(no VGG: its ImageNet weights are not bundled)")
-    last = {k: v for k, v in summary["last"].items() if k.startswith(("G_", "D_", "KLD"))}
+    losses = " + ".join(loss_terms(loss)) + " (no VGG: its ImageNet weights are not bundled)"
+    last = logged_losses(summary)
     if encoder_phase is not None:
-        e_loss = encoder_config["loss"]
-        e_terms = [f"L1 on {e_loss['l1_pool']}×{e_loss['l1_pool']}-pooled images ×{e_loss['lambda_l1']:g}"] if e_loss.get("lambda_l1") else []
-        if e_loss.get("lambda_region_colour"):
-            e_terms.append(f"L1 on each region's mean colour ×{e_loss['lambda_region_colour']:g}")
-        if e_loss.get("lambda_gan"):
-            e_terms.append(f"hinge GAN ×{e_loss['lambda_gan']:g}")
-        e_terms.append(f"KL ×{e_loss['lambda_kld']:g}")
         frozen = " and ".join(encoder_config["train"]["frozen"])
         steps += (f"; then {encoder_phase['steps']} updates of the style encoder alone, {frozen} "
                   f"frozen (`train.frozen`), final lr {encoder_config['train'].get('lr_G') or encoder_config['train']['lr'] / 2:g}")
         hours += encoder_phase["hours"]
-        losses += "; encoder phase: " + " + ".join(e_terms)
+        losses += "; encoder phase: " + " + ".join(loss_terms(encoder_config["loss"]))
         last = {**{f"{k} (generator phase)": v for k, v in last.items()},
-                **{f"{k} (encoder phase)": v for k, v in encoder_phase["last"].items() if k.startswith(("G_", "D_", "KLD"))}}
+                **{f"{k} (encoder phase)": v for k, v in logged_losses(encoder_phase).items()}}
     hardware = args.hardware or f"{cpu_name()}, 2 cores shared with other jobs; fp32, one thread"
     lines = [
         "# Bundled model: toy",
