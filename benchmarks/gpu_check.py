@@ -184,7 +184,8 @@ def _trainer(args, device, overrides: list[str], run_dir: Path):
     from spadekit.training.setup import build_trainer
 
     config = load_config(args.preset, (TINY if args.tiny else []) + [f"train.batch_size={args.batch}", "loss.lambda_vgg=0"] + overrides)
-    dataset = SyntheticItems(config, args.batch * 4)
+    # A warm-up, the timed steps and one more for the memory peak.
+    dataset = SyntheticItems(config, args.batch * (args.steps + 2))
     trainer = build_trainer(
         config, run_dir, env=DistEnv(device=device), steps=10**6, dataset=dataset, preview=[],
         progress=False, tensorboard=False, log=lambda _: None,
@@ -443,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {result['status']}" + (f" ({result['reason']})" if result.get("reason") else ""), flush=True)
         if device.type == "cuda" and torch.cuda.is_available():
             torch.cuda.empty_cache()
-    atomic_write_text(args.out, json.dumps(report, indent=2, default=str) + "\n")
+        # After every check, so a run stopped by a time limit still leaves the checks it finished.
+        atomic_write_text(args.out, json.dumps(report, indent=2, default=str) + "\n")
     print(f"wrote {args.out}")
     return 1 if any(c["status"] == "failed" for c in report["checks"].values()) else 0
 

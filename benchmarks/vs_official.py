@@ -165,16 +165,19 @@ def load_items(root: Path, count: int, start: int = 0):
     from spadekit.data import open_dataset
 
     config = load_config("coco")
-    dataset = None
+    # The val split first, then train: a small sample folder has too few of either alone for
+    # several batches of 4.
+    datasets = []
     for split in ("val", "train"):
         try:
-            dataset = open_dataset(str(root), preset="coco", split=split, train=False, data=config.data, model=config.model)
-            break
-        except Exception:  # noqa: BLE001  (try the other split)
+            datasets.append(open_dataset(str(root), preset="coco", split=split, train=False, data=config.data, model=config.model))
+        except Exception:  # noqa: BLE001  (a folder may hold one split only)
             continue
-    if dataset is None or len(dataset) < start + count:
-        raise SystemExit(f"error: {root}: need {start + count} COCO-Stuff samples (train_/val_ img, label, inst folders)")
-    items = [dataset[i] for i in range(start, start + count)]
+    available = [(d, i) for d in datasets for i in range(len(d))]
+    if len(available) < start + count:
+        raise SystemExit(f"error: {root}: need {start + count} COCO-Stuff samples (train_/val_ img, label, inst folders), "
+                         f"found {len(available)}")
+    items = [dataset[i] for dataset, i in available[start:start + count]]
     stack = lambda key: torch.stack([it[key] for it in items])  # noqa: E731
     return items, stack("label"), stack("instance"), stack("image")
 

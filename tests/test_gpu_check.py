@@ -36,7 +36,7 @@ def test_without_cuda_every_check_is_skipped_with_a_reason(tmp_path: Path, monke
 def test_the_checks_run_on_the_cpu(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
     code = gpu_check().main(
-        ["--device", "cpu", "--tiny", "--preset", "custom", "--batch", "1", "--steps", "1", "--only", "inference_precisions,training,vs_official", "--out", str(out)]
+        ["--device", "cpu", "--tiny", "--preset", "custom", "--batch", "1", "--steps", "3", "--only", "inference_precisions,training,vs_official", "--out", str(out)]
     )
     report = json.loads(out.read_text())
     checks = report["checks"]
