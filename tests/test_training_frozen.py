@@ -101,6 +101,28 @@ def test_frozen_generator_with_a_training_discriminator(tmp_path: Path, source: 
     assert states_equal(load_model(source).generator, load_model(out / "model").generator) == []
 
 
+def test_frozen_discriminator_with_a_training_generator(tmp_path: Path, source: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert train(out, "--steps", "2", "--init-from", str(source), overrides=TINY_VAE + ["train.frozen=[discriminator]"]) == 0
+    capsys.readouterr()
+    state = load_checkpoint(out / "checkpoints" / "step-00000002.pt")
+    assert state["optimizer_D"] is None
+    source_D = load_model(source).discriminator.state_dict()
+    assert all(torch.equal(v, state["discriminator"][k]) for k, v in source_D.items()), "D must not change"
+    assert states_equal(load_model(source).generator, load_model(out / "model").generator), "G should train"
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert "G_GAN" in records[-1] and not {"D_fake", "D_real"} & set(records[-1])
+
+
+def test_resuming_with_another_frozen_list_is_refused(tmp_path: Path, source: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert train(out, "--steps", "2", "--init-from", str(source), overrides=TINY_VAE + ENCODER_ONLY) == 0
+    capsys.readouterr()
+    assert train(out, "--steps", "3", "--resume", "auto", overrides=TINY_VAE) != 0
+    assert "was train.frozen changed?" in capsys.readouterr().err
+    assert not (out / "checkpoints" / "step-00000003.pt").exists()
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
