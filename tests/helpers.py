@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import torch
 
-from spadekit.config import load_config
+from spadekit.config import Config, LossConfig, ModelConfig, load_config
 from spadekit.inference import one_hot
+from spadekit.methods import layout_batch
 from spadekit.models import build_networks
+from spadekit.objective import SpadeObjective
 from spadekit.release import SpadeModel
 
 
@@ -76,3 +78,17 @@ def lively_model(preset: str = "custom", overrides: dict | None = None, *, discr
         if last.bias is not None:
             last.bias.div_(spread)
     return SpadeModel(cfg, generator, disc if discriminator else None, encoder).eval()
+
+
+def tiny_spade_objective(losses: LossConfig, use_vae: bool = True):
+    """(objective, batch, generator, discriminator, encoder): a tiny VAE SPADE objective on a random
+    two-image 64² batch of 4 classes, seeded, for tests of single loss terms."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(label_nc=4, use_instance=True, ngf=8, ndf=8, width=64, use_vae=use_vae, norm_G="batch")
+    g, d, e = build_networks(cfg)
+    batch = {
+        "label": torch.randint(0, 4, (2, 1, 64, 64)),
+        "instance": torch.randint(0, 3, (2, 1, 64, 64)),
+        "image": torch.rand(2, 3, 64, 64) * 2 - 1,
+    }
+    return SpadeObjective(g, d, e, losses), layout_batch(batch, Config(model=cfg), "cpu"), g, d, e

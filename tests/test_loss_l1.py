@@ -6,12 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spadekit.config import Config, LossConfig, ModelConfig, load_config
+from helpers import tiny_spade_objective
+
+from spadekit.config import LossConfig, load_config
 from spadekit.errors import ConfigError
 from spadekit.losses import pooled_l1, region_colour_l1
-from spadekit.methods import layout_batch
-from spadekit.models import build_networks
-from spadekit.objective import SpadeObjective
 
 
 def test_pooled_l1_on_constructed_images():
@@ -30,15 +29,8 @@ def test_pooled_l1_on_constructed_images():
 
 
 def _objective_and_batch(losses: LossConfig):
-    torch.manual_seed(0)
-    cfg = ModelConfig(label_nc=4, use_instance=True, ngf=8, ndf=8, width=64, use_vae=True, norm_G="batch")
-    g, d, e = build_networks(cfg)
-    batch = {
-        "label": torch.randint(0, 4, (2, 1, 64, 64)),
-        "instance": torch.randint(0, 3, (2, 1, 64, 64)),
-        "image": torch.rand(2, 3, 64, 64) * 2 - 1,
-    }
-    return SpadeObjective(g, d, e, losses), layout_batch(batch, Config(model=cfg), "cpu"), e
+    objective, batch, _, _, encoder = tiny_spade_objective(losses)
+    return objective, batch, encoder
 
 
 def test_l1_is_off_by_default_so_the_paper_objective_is_unchanged():

@@ -213,6 +213,17 @@ class LossConfig:
     semantic region (each channel of the one-hot input, per image); 0 (the paper's objective)
     disables it. Not in the paper: a direct pull towards the style photo's colour of each class,
     which the encoder must then carry (see ``spadekit.losses.region_colour_l1``)."""
+    lambda_prior_gan: float = 0.0
+    """Weight of a generator GAN term on images drawn from the prior (``z ~ N(0, I)``, two per
+    layout of the batch), beside the usual term on the style encoder's latents; 0 (the paper's
+    objective) disables it. Not in the paper: in VAE mode the generator otherwise trains only on
+    encoder latents, so with a small ``lambda_kld`` (posteriors far from the prior) the random
+    samples that ``synthesize`` draws without a style photo are never judged."""
+    lambda_mode_seeking: float = 0.0
+    """Weight of the mode-seeking term (Mao et al., CVPR 2019) on the same two prior images per
+    layout: the mean of ``1 / (mean|G(s, z1) - G(s, z2)| / mean|z1 - z2| + 1e-5)``, which grows when
+    two latents give alike images; 0 disables it. Not in the paper: it keeps random samples of one
+    layout diverse while other terms pull the generator towards the style photo."""
     feature_matching: bool = True
     """Use discriminator feature matching."""
     vgg_weights: str | None = None
@@ -220,7 +231,8 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         _check_choice("loss.gan_mode", self.gan_mode, GanMode)
-        _check(min(self.lambda_gan, self.lambda_feat, self.lambda_vgg, self.lambda_kld, self.lambda_l1, self.lambda_region_colour) >= 0, "loss weights must be >= 0")
+        _check(min(self.lambda_gan, self.lambda_feat, self.lambda_vgg, self.lambda_kld, self.lambda_l1, self.lambda_region_colour,
+                   self.lambda_prior_gan, self.lambda_mode_seeking) >= 0, "loss weights must be >= 0")
         _check(self.l1_pool >= 1, "loss.l1_pool must be >= 1")
 
 

@@ -76,6 +76,19 @@ def region_colour_l1(fake: torch.Tensor, real: torch.Tensor, regions: torch.Tens
     return (per_region.sum(dim=1) / present.sum(dim=1).clamp(min=1.0)).mean()
 
 
+MODE_SEEKING_EPS = 1e-5
+
+
+def mode_seeking_loss(first: torch.Tensor, second: torch.Tensor, z_first: torch.Tensor, z_second: torch.Tensor) -> torch.Tensor:
+    """Mode-seeking regulariser (Mao et al., CVPR 2019): per pair, the images' mean absolute
+    difference over the latents' mean absolute difference, inverted (plus ``MODE_SEEKING_EPS``) so
+    that minimising it spreads the images apart; averaged over the batch. ``first``, ``second``:
+    (N, C, H, W) images of the same layouts from latents ``z_first``, ``z_second`` (N, ...)."""
+    image_distance = (first - second).abs().flatten(1).mean(dim=1)
+    latent_distance = (z_first - z_second).abs().flatten(1).mean(dim=1)
+    return (1.0 / (image_distance / latent_distance + MODE_SEEKING_EPS)).mean()
+
+
 def kl_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) summed over the batch and latent dimensions (as the paper)."""
     return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())

@@ -13,14 +13,16 @@ from torch import nn
 
 from spadekit.config import LossConfig
 from spadekit.batch import Batch
-from spadekit.losses import VGGLoss, feature_matching_loss, gan_loss, kl_loss, pooled_l1, region_colour_l1
+from spadekit.errors import ConfigError
+from spadekit.losses import VGGLoss, feature_matching_loss, gan_loss, kl_loss, mode_seeking_loss, pooled_l1, region_colour_l1
 from spadekit.models.encoder import reparameterize
 
 
 class SpadeObjective(nn.Module):
     """Hinge (or other) GAN + feature matching + VGG perceptual + KL, as in the paper, and
-    optional L1 terms towards the real photo (``loss.lambda_l1``, ``loss.lambda_region_colour``; off
-    by default).
+    optional L1 terms towards the real photo (``loss.lambda_l1``, ``loss.lambda_region_colour``) and
+    terms on images from prior latents (``loss.lambda_prior_gan``, ``loss.lambda_mode_seeking``), all
+    off by default.
 
     Args:
         generator, discriminator: the networks (possibly DDP-wrapped).
@@ -53,6 +55,11 @@ class SpadeObjective(nn.Module):
         self.vgg = vgg
         self.kl_scale = kl_scale
         self.global_batch = global_batch
+        if losses.lambda_prior_gan > 0 or losses.lambda_mode_seeking > 0:
+            raw = getattr(generator, "module", generator)
+            if not getattr(raw, "latent_dim", None) or getattr(raw, "spatial_latent", False):
+                raise ConfigError("loss.lambda_prior_gan and loss.lambda_mode_seeking need a generator with a "
+                                  "vector latent z (model.use_vae=true); this one has none")
 
     def generator_inputs(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Keyword inputs of the generator besides semantics and z, from ``batch.extras`` (none for
@@ -107,6 +114,30 @@ class SpadeObjective(nn.Module):
         if mu is not None:
             share = self.global_batch / mu.shape[0] if self.global_batch else 1.0
             terms["KLD"] = kl_loss(mu, logvar) * (self.losses.lambda_kld * self.kl_scale * share)
+        terms.update(self.prior_terms(batch))
+        return terms
+
+    def prior_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Terms on two images per layout from prior latents ``z ~ N(0, I)`` (the first N images from
+        the first N latents): a GAN term (``G_prior_GAN``) and the mode-seeking term
+        (``G_mode_seeking``); empty when both weights are 0."""
+        if self.losses.lambda_prior_gan <= 0 and self.losses.lambda_mode_seeking <= 0:
+            return {}
+        # The unwrapped generator: a second forward through DDP in one step would confuse its
+        # bookkeeping, while the shared parameters still get both paths' gradients before they are reduced.
+        generator = getattr(self.generator, "module", self.generator)
+        n = batch.semantics.shape[0]
+        z = torch.randn(2 * n, generator.latent_dim, device=batch.semantics.device)
+        semantics = torch.cat([batch.semantics, batch.semantics])
+        inputs = {key: torch.cat([value, value]) for key, value in self.generator_inputs(batch).items()}
+        images = generator(semantics, z, **inputs)
+        terms = {}
+        if self.losses.lambda_prior_gan > 0:
+            predictions = self.discriminator(torch.cat([semantics, images], dim=1))
+            terms["G_prior_GAN"] = (gan_loss(predictions, self.losses.gan_mode, True, for_discriminator=False)
+                                    * self.losses.lambda_prior_gan)
+        if self.losses.lambda_mode_seeking > 0:
+            terms["G_mode_seeking"] = mode_seeking_loss(images[:n], images[n:], z[:n], z[n:]) * self.losses.lambda_mode_seeking
         return terms
 
     def discriminator_losses(self, batch: Batch, fake: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
