@@ -69,7 +69,11 @@ def test_prior_terms_are_computed_on_two_prior_images_per_layout():
     # and its gradient reaches the generator (the point of the term), not the encoder.
     assert float(terms["G_mode_seeking"].detach()) < 3.0 * 1e4
     g.zero_grad(set_to_none=True)
-    terms["G_mode_seeking"].backward()
+    terms["G_mode_seeking"].backward(retain_graph=True)
+    assert g.fc.weight.grad is not None and g.fc.weight.grad.abs().sum() > 0
+    # The prior GAN term trains the generator too (prior images not detached before D).
+    g.zero_grad(set_to_none=True)
+    terms["G_prior_GAN"].backward()
     assert g.fc.weight.grad is not None and g.fc.weight.grad.abs().sum() > 0
 
 
