@@ -19,7 +19,8 @@ class Batch:
     """Model-ready tensors of one (micro-)batch.
 
     ``semantics``: (N, S, H, W) one-hot; ``image``: (N, 3, H, W) real photos in [-1, 1]; ``extras``:
-    whatever else a method's networks take (boxes, retrieved layouts, palettes ...), by name.
+    whatever else a method's networks take (boxes, retrieved layouts, palettes ...), by name, and
+    ``style_image`` (N, 3, H, W), the photo a style encoder reads when it is not ``image``.
     """
 
     semantics: torch.Tensor
@@ -41,7 +42,10 @@ def layout_batch(raw: dict, config: Config, device: torch.device | str, non_bloc
     label = raw["label"].to(device, non_blocking=non_blocking)
     instance = raw["instance"].to(device, non_blocking=non_blocking) if model.use_instance else None
     semantics = to_semantics(label, model.label_nc, model.contain_dontcare, instance)
-    return Batch(semantics=semantics, image=raw["image"].to(device, non_blocking=non_blocking))
+    extras = {}
+    if "style_image" in raw:  # data.toy_style_pairs: the photo the style encoder reads
+        extras["style_image"] = raw["style_image"].to(device, non_blocking=non_blocking)
+    return Batch(semantics=semantics, image=raw["image"].to(device, non_blocking=non_blocking), extras=extras)
 
 
 class Objective(Protocol):

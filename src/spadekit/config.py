@@ -169,6 +169,12 @@ class DataConfig:
     """toy only: how many scenes to generate when no root is given."""
     toy_seed: int = 0
     """toy only: seed of the generated scenes."""
+    toy_style_pairs: bool = False
+    """toy only: every scene also carries ``style_image``, a photo of another scene's layout in the
+    same look (one style seed for both), and the style encoder reads that photo instead of the
+    scene's own. The latent must then carry the look and not the layout: a style photo's colours
+    have to reach a layout it was not taken of, which is what drawing a label map in the style of
+    another photo asks. Only the toy world can pair two layouts in one look."""
     offsets: OffsetsMode = "none"
     """Give every item each pixel's offset from the centre of its class region (``offsets``, (2, H, W):
     rows, then columns; CLADE-ICPE's input): computed on the raw annotation, then resized, cropped and

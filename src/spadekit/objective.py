@@ -70,7 +70,7 @@ class SpadeObjective(nn.Module):
         """(fake, mu, logvar); mu/logvar are None without the encoder."""
         mu = logvar = z = None
         if self.encoder is not None:
-            mu, logvar = self.encoder(batch.image)
+            mu, logvar = self.encoder(batch.extras.get("style_image", batch.image))
             z = reparameterize(mu, logvar)
         return self.generator(batch.semantics, z, **self.generator_inputs(batch)), mu, logvar
 

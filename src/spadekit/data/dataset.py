@@ -313,6 +313,7 @@ class ToySceneDataset(Dataset):
         label_nc: int = len(TOY_CLASSES),
         cache: bool = False,
         offsets: OffsetMaps | None = None,
+        style_pairs: bool = False,
     ) -> None:
         if num_scenes < 1:
             raise ConfigError("data.toy_scenes must be >= 1")
@@ -329,6 +330,7 @@ class ToySceneDataset(Dataset):
         self.contain_dontcare = False
         self.class_names = TOY_CLASSES
         self.offsets = offsets
+        self.style_pairs = style_pairs
         self._cache: dict[int, ToyScene] | None = {} if cache else None
 
     def __len__(self) -> int:
@@ -340,13 +342,27 @@ class ToySceneDataset(Dataset):
             raise IndexError(index)
         if self._cache is not None and index in self._cache:
             return self._cache[index]
-        scene = render_scene(scene_seed(self.seed, index, self.split), self.size)
+        seed = scene_seed(self.seed, index, self.split)
+        scene = render_scene(seed, self.size, style_seed=seed if self.style_pairs else None)
         if self._cache is not None:
             self._cache[index] = scene
         return scene
 
+    def style_partner(self, index: int) -> ToyScene:
+        """With ``style_pairs``: the next scene's layout in scene ``index``'s look (the same style seed)."""
+        if not 0 <= index < self.num_scenes:
+            raise IndexError(index)
+        partner = scene_seed(self.seed, (index + 1) % self.num_scenes, self.split)
+        return render_scene(partner, self.size, style_seed=scene_seed(self.seed, index, self.split))
+
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.finish(self.load(index))
+        item = self.finish(self.load(index))
+        if self.style_pairs:
+            partner = self.style_partner(index)
+            raw = RawSample(Image.fromarray(partner.label, mode="L"), Image.fromarray(partner.image, mode="RGB"), None,
+                            self.entry_name(index))
+            item["style_image"] = self.finish(raw)["image"]
+        return item
 
     def entry_name(self, index: int) -> str:
         """A stable name of scene ``index``: ``toy:<split>/<index>``."""
@@ -404,8 +420,11 @@ def open_dataset(
         size = (data.crop_size, round(data.crop_size / model.aspect_ratio))
         return ToySceneDataset(
             data.toy_scenes, data.toy_seed, split, size, preprocess, model.use_instance, model.label_nc,
-            offsets=OffsetMaps.from_config(data),
+            offsets=OffsetMaps.from_config(data), style_pairs=data.toy_style_pairs,
         )
+    if data.toy_style_pairs:
+        raise ConfigError("data.toy_style_pairs pairs two layouts in one look, which only the generated toy world has "
+                          "(data.format=toy without data.root)")
     if root is None:
         raise ConfigError(f"data.format={data.format!r} needs a dataset root (data.root=PATH)")
     root = Path(root)

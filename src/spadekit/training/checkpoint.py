@@ -17,9 +17,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import dataclasses
+
 import numpy as np
 import torch
 
+from spadekit.config import ModelConfig
 from spadekit.errors import CheckpointError
 from spadekit.io import atomic_write, safe_torch_load
 
@@ -108,10 +111,15 @@ def check_resumable(state: dict[str, Any], config: dict[str, Any], steps_per_epo
     """Raise a CheckpointError naming ``source`` unless the run that wrote ``state`` can be continued
     with ``config`` (a :meth:`Config.to_dict`): same model section, global batch, accumulation and
     seed, and the same number of steps per epoch (the same dataset size). Called before the run
-    directory is touched, so a refused resume leaves its record (``config.json``) as it was."""
+    directory is touched, so a refused resume leaves its record (``config.json``) as it was.
+
+    A model option that the checkpoint does not name was added to spadekit after it was written; the
+    run that wrote it had that option's default, so it only matters when this run changes it."""
     saved = state.get("config", {})
     for section, key in [("model", None), ("train", "batch_size"), ("train", "grad_accum"), ("train", "seed")]:
         theirs = saved.get(section, {}) if key is None else saved.get(section, {}).get(key)
+        if key is None:
+            theirs = {**dataclasses.asdict(ModelConfig()), **theirs}
         ours = config[section] if key is None else config[section][key]
         if theirs != ours:
             if key is None:
