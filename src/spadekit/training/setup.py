@@ -284,6 +284,7 @@ def build_trainer(
 
     networks = networks_for(config, init_model if resume_from is None else None, init_source, init_parts)
     check_frozen(config.train.frozen, networks, method.optimized)  # before the run directory is touched
+    method.build_objective(networks, config, vgg)  # so is the objective's check of its options against the networks
 
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
