@@ -151,7 +151,20 @@ class SpadeObjective(nn.Module):
             "D_fake": gan_loss(fake_out, self.losses.gan_mode, False, for_discriminator=True),
             "D_real": gan_loss(real_out, self.losses.gan_mode, True, for_discriminator=True),
         }
-        return terms["D_fake"] + terms["D_real"], terms
+        if self.losses.lambda_prior_gan > 0:
+            terms["D_prior_fake"] = self.prior_fake_term(batch)
+        return sum(terms.values()), terms
+
+    def prior_fake_term(self, batch: Batch) -> torch.Tensor:
+        """D's term on images from prior latents (one per layout), weighted like ``G_prior_GAN``.
+        Without it D never sees such images, and the generator is free to push them wherever D
+        happens to score high, however unlike photos they become."""
+        generator = getattr(self.generator, "module", self.generator)
+        with torch.no_grad():
+            z = torch.randn(batch.semantics.shape[0], generator.latent_dim, device=batch.semantics.device)
+            images = generator(batch.semantics, z, **self.generator_inputs(batch))
+        predictions = self.discriminator(torch.cat([batch.semantics, images], dim=1))
+        return gan_loss(predictions, self.losses.gan_mode, False, for_discriminator=True) * self.losses.lambda_prior_gan
 
     def sample(self, batch: Batch, generator: nn.Module) -> torch.Tensor:
         """``generator``'s images for ``batch``: the style encoder's mean as ``z`` when there is an
