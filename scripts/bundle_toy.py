@@ -10,9 +10,6 @@
 With ``--encoder-run RUN2`` the style encoder comes from a later run that trained it alone against
 RUN's frozen generator (``spadekit train --init-from RUN/model --set "train.frozen=[generator,discriminator]"``);
 the script checks that RUN2's generator is RUN's, bit for bit, and the card reports both phases.
-With ``--joint-run RUN3`` as well, generator and encoder come from a third run that resumed RUN's
-last checkpoint with RUN2's encoder put in (``scripts/swap_encoder.py``) and trained generator,
-discriminator and encoder together; the card reports all three phases.
 
 The generator and encoder are stored in float16 (halving the package size; the networks still run
 in float32 after loading), the discriminator is left out (it only matters for further training:
@@ -71,10 +68,6 @@ def loss_terms(loss: dict) -> list[str]:
         terms.append(f"L1 on {loss['l1_pool']}×{loss['l1_pool']}-pooled images ×{loss['lambda_l1']:g}")
     if loss.get("lambda_region_colour"):
         terms.append(f"L1 on each region's mean colour ×{loss['lambda_region_colour']:g}")
-    if loss.get("lambda_prior_gan"):
-        terms.append(f"hinge GAN on prior-latent images ×{loss['lambda_prior_gan']:g}")
-    if loss.get("lambda_mode_seeking"):
-        terms.append(f"mode seeking ×{loss['lambda_mode_seeking']:g}")
     return terms + [f"KL ×{loss['lambda_kld']:g}"]
 
 
@@ -177,9 +170,6 @@ def main() -> None:
     parser.add_argument("--diversity", type=Path, required=True, help="JSON of benchmarks/toy_diversity.py on this model")
     parser.add_argument("--encoder-run", type=Path, default=None,
                         help="run directory of a later encoder-only phase (generator frozen); its encoder is bundled")
-    parser.add_argument("--joint-run", type=Path, default=None,
-                        help="run directory of a joint phase resumed from RUN's checkpoint with --encoder-run's "
-                             "encoder (scripts/swap_encoder.py); its generator and encoder are bundled")
     parser.add_argument("--notes", type=Path, help="markdown inserted into the card (the recipe and why)")
     parser.add_argument("--command", default="spadekit train --preset toy --out runs/toy",
                         help="training command for the card (a command, or a sentence with its own markdown "
@@ -214,21 +204,8 @@ def main() -> None:
         release["provenance"]["encoder"] = {"phase": "trained alone against the frozen generator",
                                             "steps": encoder_phase["steps"],
                                             "frozen": encoder_config["train"]["frozen"]}
-    generator_dir = model_dir
-    joint_phase = None
-    if args.joint_run is not None:
-        if args.encoder_run is None:
-            raise SystemExit("--joint-run needs --encoder-run (the encoder the joint phase started from)")
-        generator_dir = encoder_dir = args.joint_run / "model"
-        joint_phase = training_summary(args.joint_run)
-        joint_config = json.loads((generator_dir / "config.json").read_text())["config"]
-        if joint_config["model"] != release["config"]["model"]:
-            raise SystemExit(f"{generator_dir}: its architecture differs from the encoder phase's")
-        release["provenance"] = {**json.loads((generator_dir / "config.json").read_text()).get("provenance", {}),
-                                 "encoder": {**release["provenance"]["encoder"],
-                                             "then": "trained with the generator and discriminator in the joint phase"}}
     (staging / "config.json").write_text(json.dumps(release, indent=1) + "\n")
-    for part, directory in (("generator", generator_dir), ("encoder", encoder_dir)):
+    for part, directory in (("generator", model_dir), ("encoder", encoder_dir)):
         source = directory / f"{part}.safetensors"
         if source.exists():
             state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in load_file(str(source)).items()}
@@ -277,14 +254,6 @@ def main() -> None:
         losses += "; encoder phase: " + " + ".join(loss_terms(encoder_config["loss"]))
         last = {**{f"{k} (generator phase)": v for k, v in last.items()},
                 **{f"{k} (encoder phase)": v for k, v in logged_losses(encoder_phase).items()}}
-    if joint_phase is not None:
-        jt, jloss = joint_config["train"], joint_config["loss"]
-        pairs = " with style pairs (`data.toy_style_pairs`)" if joint_config["data"].get("toy_style_pairs") else ""
-        steps += (f"; then {joint_phase['steps'] - summary['steps']} joint updates of generator, discriminator and "
-                  f"style encoder{pairs}, batch {jt['batch_size']}, lr G {jt.get('lr_G') or jt['lr'] / 2:g}")
-        hours += joint_phase["hours"]
-        losses += "; joint phase: " + " + ".join(loss_terms(jloss))
-        last = {**last, **{f"{k} (joint phase)": v for k, v in logged_losses(joint_phase).items()}}
     hardware = args.hardware or f"{cpu_name()}, 2 cores shared with other jobs; fp32, one thread"
     lines = [
         "# Bundled model: toy",
