@@ -7,8 +7,9 @@ Everything else in the checkpoint (generator, EMA, discriminator, both optimiser
 discriminator state, step, data position, random streams) is kept. The generator optimiser's state
 for the old encoder is dropped (Adam restarts its moments for the new one), and the checkpoint's
 config takes the model's encoder options (``model.encoder``, ``model.norm_E``, ``model.spectral_E``),
-so that ``--resume`` accepts it with those options set. The bundled toy model's joint phase started
-this way, from the generator run's step-18,000 checkpoint and the encoder trained against it.
+so that ``--resume`` accepts it with those options set. The joint-phase experiments in the toy
+model's card started this way, from the generator run's step-18,000 checkpoint and the bundled
+encoder (which was trained against that generator).
 """
 
 from __future__ import annotations
