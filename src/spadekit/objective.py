@@ -74,9 +74,10 @@ class SpadeObjective(nn.Module):
             z = reparameterize(mu, logvar)
         return self.generator(batch.semantics, z, **self.generator_inputs(batch)), mu, logvar
 
-    def discriminate(self, batch: Batch, fake: torch.Tensor) -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]]]:
-        """D on fake and real pairs in one batch; returns (fake outputs, real outputs) per scale."""
-        fake_pairs = torch.cat([batch.semantics, fake], dim=1)
+    def discriminate(self, batch: Batch, fake: torch.Tensor, repeat: int = 1) -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]]]:
+        """D on fake and real pairs in one batch; returns (fake outputs, real outputs) per scale.
+        ``fake`` may hold ``repeat`` images per layout (the batch's layouts repeated)."""
+        fake_pairs = torch.cat([batch.semantics.repeat(repeat, 1, 1, 1), fake], dim=1)
         real_pairs = torch.cat([batch.semantics, batch.image], dim=1)
         outputs = self.discriminator(torch.cat([fake_pairs, real_pairs], dim=0))
         n = fake.shape[0]
@@ -146,25 +147,35 @@ class SpadeObjective(nn.Module):
         if fake is None:
             with torch.no_grad():
                 fake = self.generate(batch)[0]
-        fake_out, real_out = self.discriminate(batch, fake.detach())
+        fake = fake.detach()
+        if self.losses.lambda_prior_gan <= 0:
+            fake_out, real_out = self.discriminate(batch, fake)
+            prior_out = None
+        else:
+            # One D pass over [posterior fakes, prior fakes, reals]: under DDP a second forward of
+            # the discriminator in one step would confuse its gradient bookkeeping.
+            n = fake.shape[0]
+            outputs = self.discriminate(batch, torch.cat([fake, self.prior_images(batch)]), repeat=2)
+            fake_out = [[f[:n] for f in scale] for scale in outputs[0]]
+            prior_out = [[f[n:] for f in scale] for scale in outputs[0]]
+            real_out = outputs[1]
         terms = {
             "D_fake": gan_loss(fake_out, self.losses.gan_mode, False, for_discriminator=True),
             "D_real": gan_loss(real_out, self.losses.gan_mode, True, for_discriminator=True),
         }
-        if self.losses.lambda_prior_gan > 0:
-            terms["D_prior_fake"] = self.prior_fake_term(batch)
+        if prior_out is not None:
+            # Without this term D never sees prior-latent images, and the generator is free to push
+            # them wherever D happens to score high, however unlike photos they become.
+            terms["D_prior_fake"] = (gan_loss(prior_out, self.losses.gan_mode, False, for_discriminator=True)
+                                     * self.losses.lambda_prior_gan)
         return sum(terms.values()), terms
 
-    def prior_fake_term(self, batch: Batch) -> torch.Tensor:
-        """D's term on images from prior latents (one per layout), weighted like ``G_prior_GAN``.
-        Without it D never sees such images, and the generator is free to push them wherever D
-        happens to score high, however unlike photos they become."""
+    def prior_images(self, batch: Batch) -> torch.Tensor:
+        """One image per layout from a prior latent ``z ~ N(0, I)``, without gradients."""
         generator = getattr(self.generator, "module", self.generator)
         with torch.no_grad():
             z = torch.randn(batch.semantics.shape[0], generator.latent_dim, device=batch.semantics.device)
-            images = generator(batch.semantics, z, **self.generator_inputs(batch))
-        predictions = self.discriminator(torch.cat([batch.semantics, images], dim=1))
-        return gan_loss(predictions, self.losses.gan_mode, False, for_discriminator=True) * self.losses.lambda_prior_gan
+            return generator(batch.semantics, z, **self.generator_inputs(batch))
 
     def sample(self, batch: Batch, generator: nn.Module) -> torch.Tensor:
         """``generator``'s images for ``batch``: the style encoder's mean as ``z`` when there is an
