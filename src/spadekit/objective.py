@@ -124,14 +124,9 @@ class SpadeObjective(nn.Module):
         (``G_mode_seeking``); empty when both weights are 0."""
         if self.losses.lambda_prior_gan <= 0 and self.losses.lambda_mode_seeking <= 0:
             return {}
-        # The unwrapped generator: a second forward through DDP in one step would confuse its
-        # bookkeeping, while the shared parameters still get both paths' gradients before they are reduced.
-        generator = getattr(self.generator, "module", self.generator)
         n = batch.semantics.shape[0]
-        z = torch.randn(2 * n, generator.latent_dim, device=batch.semantics.device)
+        z, images = self.prior_images(batch, copies=2)
         semantics = torch.cat([batch.semantics, batch.semantics])
-        inputs = {key: torch.cat([value, value]) for key, value in self.generator_inputs(batch).items()}
-        images = generator(semantics, z, **inputs)
         terms = {}
         if self.losses.lambda_prior_gan > 0:
             predictions = self.discriminator(torch.cat([semantics, images], dim=1))
@@ -155,7 +150,9 @@ class SpadeObjective(nn.Module):
             # One D pass over [posterior fakes, prior fakes, reals]: under DDP a second forward of
             # the discriminator in one step would confuse its gradient bookkeeping.
             n = fake.shape[0]
-            outputs = self.discriminate(batch, torch.cat([fake, self.prior_images(batch)]), repeat=2)
+            with torch.no_grad():
+                prior = self.prior_images(batch)[1]
+            outputs = self.discriminate(batch, torch.cat([fake, prior]), repeat=2)
             fake_out = [[f[:n] for f in scale] for scale in outputs[0]]
             prior_out = [[f[n:] for f in scale] for scale in outputs[0]]
             real_out = outputs[1]
@@ -170,12 +167,15 @@ class SpadeObjective(nn.Module):
                                      * self.losses.lambda_prior_gan)
         return sum(terms.values()), terms
 
-    def prior_images(self, batch: Batch) -> torch.Tensor:
-        """One image per layout from a prior latent ``z ~ N(0, I)``, without gradients."""
+    def prior_images(self, batch: Batch, copies: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z, images): ``copies`` images per layout (the batch's layouts repeated, copy-major) from
+        prior latents ``z ~ N(0, I)``."""
+        # The unwrapped generator: a second forward through DDP in one step would confuse its
+        # bookkeeping, while the shared parameters still get both paths' gradients before they are reduced.
         generator = getattr(self.generator, "module", self.generator)
-        with torch.no_grad():
-            z = torch.randn(batch.semantics.shape[0], generator.latent_dim, device=batch.semantics.device)
-            return generator(batch.semantics, z, **self.generator_inputs(batch))
+        z = torch.randn(copies * batch.semantics.shape[0], generator.latent_dim, device=batch.semantics.device)
+        inputs = {key: value.repeat(copies, *[1] * (value.dim() - 1)) for key, value in self.generator_inputs(batch).items()}
+        return z, generator(batch.semantics.repeat(copies, 1, 1, 1), z, **inputs)
 
     def sample(self, batch: Batch, generator: nn.Module) -> torch.Tensor:
         """``generator``'s images for ``batch``: the style encoder's mean as ``z`` when there is an

@@ -358,10 +358,7 @@ class ToySceneDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self.finish(self.load(index))
         if self.style_pairs:
-            partner = self.style_partner(index)
-            raw = RawSample(Image.fromarray(partner.label, mode="L"), Image.fromarray(partner.image, mode="RGB"), None,
-                            self.entry_name(index))
-            item["style_image"] = self.finish(raw)["image"]
+            item["style_image"] = self.finish(self._as_raw(self.style_partner(index), index, True, False))["image"]
         return item
 
     def entry_name(self, index: int) -> str:
@@ -370,11 +367,13 @@ class ToySceneDataset(Dataset):
 
     def load(self, index: int, image: bool = True) -> RawSample:
         """Scene ``index`` as pictures (the photo only when ``image``)."""
-        scene = self.scene(index)
+        return self._as_raw(self.scene(index), index, image, self.use_instance)
+
+    def _as_raw(self, scene: ToyScene, index: int, image: bool, instance: bool) -> RawSample:
         return RawSample(
             Image.fromarray(scene.label, mode="L"),
             Image.fromarray(scene.image, mode="RGB") if image else None,
-            Image.fromarray(scene.instance, mode="L") if self.use_instance else None,
+            Image.fromarray(scene.instance, mode="L") if instance else None,
             self.entry_name(index),
         )
 
