@@ -31,6 +31,7 @@ def inputs_for(model: SpadeModel, batch: int = 3) -> tuple[torch.Tensor, ...]:
 MODELS = {
     "instance + don't-care": {"use_instance": True, "contain_dontcare": True},
     "VAE": {"use_vae": True},
+    "VAE, latent in every SPADE layer": {"use_vae": True, "latent_spade": True},
 }
 
 

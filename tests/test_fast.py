@@ -28,11 +28,13 @@ CASES = {
     "more upsampling, 2:1": {"upsampling": "more", "width": 128, "aspect_ratio": 2.0},
     "most upsampling, instance channel": {"upsampling": "most", "width": 128, "use_instance": True},
     "no spectral norm, syncbatch, VAE + edges": {"spectral_G": False, "norm_G": "syncbatch", "use_vae": True, "use_instance": True},
+    "VAE, latent in every SPADE layer + edges": {"use_vae": True, "latent_spade": True, "use_instance": True},
+    "VAE, latent in every SPADE layer, instance norm": {"use_vae": True, "latent_spade": True, "norm_G": "instance"},
 }
 
 
 PARAMS = [pytest.param(options, True, id=name) for name, options in CASES.items()]
-PARAMS += [pytest.param(CASES[name], False, id=f"{name}, contiguous") for name in ("batch norm, spectral", "kernel 5, instance norm")]
+PARAMS += [pytest.param(CASES[name], False, id=f"{name}, contiguous") for name in ("batch norm, spectral", "kernel 5, instance norm", "VAE, latent in every SPADE layer + edges")]
 
 
 @pytest.mark.parametrize("options, channels_last", PARAMS)

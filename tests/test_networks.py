@@ -87,6 +87,7 @@ def tiny_configs() -> list[tuple[str, ModelConfig]]:
         cases.append((f"{generator}", ModelConfig(generator=generator, **TINY)))
     cases += [
         ("spade-vae-instance", ModelConfig(use_vae=True, use_instance=True, contain_dontcare=True, norm_G="instance", **TINY)),
+        ("spade-vae-latent-spade", ModelConfig(use_vae=True, latent_spade=True, use_instance=True, **TINY)),
         ("spade-more-aspect2", ModelConfig(upsampling="more", aspect_ratio=2.0, label_nc=5, ngf=8, ndf=8, width=128)),
         ("spade-most-k5", ModelConfig(upsampling="most", spade_kernel=5, spectral_G=False, label_nc=5, ngf=8, ndf=8, width=128)),
     ]

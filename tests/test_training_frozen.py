@@ -196,3 +196,49 @@ def test_init_parts_errors(tmp_path: Path, source: Path, capsys) -> None:
     assert "--init-parts encoder" in capsys.readouterr().err and not out.exists()
     assert train(out, "--steps", "0", "--init-parts", "generator", overrides=TINY_VAE) != 0
     assert "--init-parts needs --init-from" in capsys.readouterr().err and not out.exists()
+
+
+SPADE_LAYERS_ONLY = ["train.trainable=[generator.*.mlp_shared.*,generator.*.mlp_gamma.*]"]
+
+
+def test_trainable_patterns_train_only_the_matching_parameters(tmp_path: Path, source: Path, capsys) -> None:
+    out = tmp_path / "run"
+    overrides = TINY_VAE + SPADE_LAYERS_ONLY + ["loss.lambda_gan=0", "loss.lambda_feat=0"]
+    assert train(out, "--steps", "3", "--init-from", str(source), overrides=overrides) == 0
+    assert "trained parameters: only those matching generator.*.mlp_shared.*, generator.*.mlp_gamma.*" in capsys.readouterr().out
+    before, after = load_model(source), load_model(out / "model")
+    changed = states_equal(before.generator, after.generator)
+    parameters = [name for name, _ in before.generator.named_parameters()]
+    trained = [n for n in parameters if ".mlp_shared." in n or ".mlp_gamma." in n]
+    assert trained and set(trained) <= set(changed)
+    assert not [n for n in changed if n in parameters and n not in trained]  # mlp_beta, convs, fc untouched
+    # The generator still ran in training mode: its batch norms kept updating their statistics.
+    assert any(name.endswith("running_mean") for name in changed)
+    # Matched by no pattern: the encoder's weights stay (spectral norm's power-iteration vectors, buffers, move on).
+    encoder_parameters = {name for name, _ in before.encoder.named_parameters()}
+    assert encoder_parameters and not encoder_parameters & set(states_equal(before.encoder, after.encoder))
+    state = load_checkpoint(out / "checkpoints" / "step-00000003.pt")
+    assert state["optimizer_D"] is None  # nothing of D matches: no D step
+    assert len(state["optimizer_G"]["param_groups"][0]["params"]) == len(trained)
+    # Resuming with the same patterns goes on; with others it is refused before anything is written.
+    assert train(out, "--steps", "4", "--resume", "auto", overrides=overrides) == 0
+    capsys.readouterr()
+    assert train(out, "--steps", "5", "--resume", "auto", overrides=TINY_VAE + ["loss.lambda_gan=0", "loss.lambda_feat=0"]) != 0
+    assert "train.trainable" in capsys.readouterr().err
+    assert not (out / "checkpoints" / "step-00000005.pt").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["train.trainable=[generator.*.mlp_latnet.*]"], "'generator.*.mlp_latnet.*' matches no parameter"),
+        (["train.trainable=[encoder.*]", "train.frozen=[encoder]"], "'encoder.*' matches no parameter"),
+        (["train.trainable=[discriminator.*]"], "leaves nothing to train in the generator step"),
+    ],
+    ids=["no-match", "frozen-part", "nothing-in-the-generator-step"],
+)
+def test_bad_trainable_patterns_stop_before_the_run_directory_exists(tmp_path: Path, capsys, overrides, message) -> None:
+    out = tmp_path / "run"
+    assert train(out, "--steps", "1", overrides=TINY_VAE + overrides) != 0
+    assert message in capsys.readouterr().err
+    assert not out.exists()

@@ -77,6 +77,11 @@ class ModelConfig:
     """Train with the style encoder; the generator then starts from a 256-d latent ``z``."""
     z_dim: int = 256
     """Size of the latent ``z`` (VAE mode)."""
+    latent_spade: bool = False
+    """spade generator with VAE only: every SPADE layer also sees ``z`` (a linear map of it, added
+    to the layer's hidden map before the ReLU), so the latent reaches every resolution instead of
+    only the start map and a style photo's colours can depend on the class they fall in. Not in the
+    official SPADE (official checkpoints never have it)."""
     num_D: int = 2
     """Number of discriminator scales."""
     n_layers_D: int = 4
@@ -110,6 +115,10 @@ class ModelConfig:
             f"model.width={self.width} is too small for upsampling={self.upsampling!r}: "
             f"the latent would be {w}x{h}; increase model.width (a multiple of {2 ** UPSAMPLING_LAYERS[self.upsampling]}) "
             "or lower model.aspect_ratio",
+        )
+        _check(
+            not self.latent_spade or (self.use_vae and self.generator == "spade"),
+            "model.latent_spade needs model.use_vae=true and model.generator=spade",
         )
         _check(
             not (self.norm_G == "instance" and w * h == 1 and self.generator == "spade"),
@@ -292,6 +301,12 @@ class TrainConfig:
     updates them, they run in eval mode (batch norms use and keep their running statistics), and a
     phase with every discriminator part frozen skips the discriminator step. With ``--init-from``
     this trains a new style encoder for a released generator without changing its images."""
+    trainable: list[str] = field(default_factory=list)
+    """Train only the parameters whose names match one of these patterns (shell-style, over
+    ``part.parameter`` names, the part's state-dict keys such as ``generator.up_3.norm_0.mlp_latent.weight``
+    or ``encoder.*``). Empty: every parameter of the parts not frozen. The other
+    parameters keep their values, but their parts still run in training mode (batch norms go on
+    updating their running statistics). A part left with nothing to train gets no optimiser step."""
     checkpoint_every: int = 1000
     """Write a training checkpoint every N generator steps."""
     keep_checkpoints: int = 3

@@ -157,6 +157,8 @@ def export_official(model: SpadeModel, directory: str | Path) -> list[Path]:
             f"only SPADE generators have the official SPADE format (this model is {model.config.method}/"
             f"{model.config.model.generator}; `spadekit convert --help` lists each method's format)"
         )
+    if model.config.model.latent_spade:
+        raise ConfigError("model.latent_spade is spadekit's own: the official SPADE code has no latent in its SPADE layers")
     directory = Path(directory)
     written = []
     for name, network in model.networks().items():

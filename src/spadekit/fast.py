@@ -176,11 +176,22 @@ class FastSPADE(nn.Module):
             inner = table.sum(0).relu()
             self.register_buffer("matrix", window_matrix(self.affine.weight).contiguous())
             self.register_buffer("class_values", torch.addmm(self.affine.bias, inner, self.affine.weight.sum((2, 3)).t()))
+        self.latent = copy.deepcopy(spade.mlp_latent).requires_grad_(False) if spade.mlp_latent is not None else None
 
-    def forward(self, x: torch.Tensor, level: LayoutLevel, band_threshold: float = 0.0) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, level: LayoutLevel, band_threshold: float = 0.0, latent: torch.Tensor | None = None
+    ) -> torch.Tensor:
         n, _, h, w = x.shape
         k = self.affine.kernel_size[0]
-        if band_threshold > 0 and h * w >= BAND_MIN_PIXELS and level.band(k).work <= band_threshold:
+        if self.latent is not None:
+            # Per-sample hidden biases: no per-class constants, so no band-sparse path.
+            hidden = self.shared(level.taps, level.edge_taps).view(n, h * w, -1)
+            hidden = hidden.add_(self.latent(latent.to(hidden.dtype))[:, None, :]).relu_()
+            hidden = hidden.view(n, h, w, -1).permute(0, 3, 1, 2)
+            if not x.is_contiguous(memory_format=torch.channels_last):
+                hidden = hidden.contiguous()
+            gamma, beta = self.affine(hidden).chunk(2, dim=1)
+        elif band_threshold > 0 and h * w >= BAND_MIN_PIXELS and level.band(k).work <= band_threshold:
             band = level.band(k)
             rows = band_rows(
                 level, band, self.shared.table, self.shared.edge_weight, self.matrix, self.affine.bias, self.class_values[band.classes]
@@ -220,13 +231,15 @@ class FastResBlock(nn.Module):
             return F.linear(x.permute(0, 2, 3, 1), weight, self.conv_s.bias).permute(0, 3, 1, 2)
         return self.conv_s(x)
 
-    def forward(self, x: torch.Tensor, level: LayoutLevel, band_threshold: float = 0.0) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, level: LayoutLevel, band_threshold: float = 0.0, latent: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if self.learned_shortcut:
-            x_s = self.shortcut(self.norm_s(x, level, band_threshold))
+            x_s = self.shortcut(self.norm_s(x, level, band_threshold, latent))
         else:
             x_s = x
-        dx = self.conv_0(F.leaky_relu(self.norm_0(x, level, band_threshold), 0.2, inplace=True))
-        dx = self.conv_1(F.leaky_relu(self.norm_1(dx, level, band_threshold), 0.2, inplace=True))
+        dx = self.conv_0(F.leaky_relu(self.norm_0(x, level, band_threshold, latent), 0.2, inplace=True))
+        dx = self.conv_1(F.leaky_relu(self.norm_1(dx, level, band_threshold, latent), 0.2, inplace=True))
         return dx.add_(x_s)
 
 
@@ -254,6 +267,7 @@ class FastSPADEGenerator(nn.Module):
         self.band_threshold = band_threshold
         """Largest band fraction at which a level takes the band-sparse path (0: never)."""
         self.use_vae = generator.use_vae
+        self.latent_spade = generator.latent_spade
         self.z_dim = generator.z_dim
         self.ngf = generator.ngf
         self.sw, self.sh = generator.sw, generator.sh
@@ -303,7 +317,7 @@ class FastSPADEGenerator(nn.Module):
 
         def run(name: str, x: torch.Tensor) -> torch.Tensor:
             level = layout.level((x.shape[-2], x.shape[-1]), self.spade_kernel, dtype)
-            return getattr(self, name)(x, level, self.band_threshold)
+            return getattr(self, name)(x, level, self.band_threshold, z if self.latent_spade else None)
 
         x = run_blocks(x, self.upsampling, self.block_names, run)
         x = self.conv_img(F.leaky_relu(x, 0.2, inplace=True))

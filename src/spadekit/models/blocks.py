@@ -34,6 +34,7 @@ class SPADEResBlock(nn.Module):
         spectral: bool = True,
         spade_kernel: int = 3,
         spade_hidden: int = 128,
+        latent_dim: int | None = None,
     ):
         super().__init__()
         self.learned_shortcut = fin != fout
@@ -42,20 +43,20 @@ class SPADEResBlock(nn.Module):
         self.conv_1 = maybe_spectral(nn.Conv2d(fmiddle, fout, 3, padding=1), spectral)
         if self.learned_shortcut:
             self.conv_s = maybe_spectral(nn.Conv2d(fin, fout, 1, bias=False), spectral)
-        spade = dict(semantic_nc=semantic_nc, norm=norm, kernel_size=spade_kernel, hidden=spade_hidden)
+        spade = dict(semantic_nc=semantic_nc, norm=norm, kernel_size=spade_kernel, hidden=spade_hidden, latent_dim=latent_dim)
         self.norm_0 = SPADE(fin, **spade)
         self.norm_1 = SPADE(fmiddle, **spade)
         if self.learned_shortcut:
             self.norm_s = SPADE(fin, **spade)
 
-    def shortcut(self, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+    def shortcut(self, x: torch.Tensor, seg: torch.Tensor, latent: torch.Tensor | None = None) -> torch.Tensor:
         if self.learned_shortcut:
-            return self.conv_s(self.norm_s(x, seg))
+            return self.conv_s(self.norm_s(x, seg, latent))
         return x
 
-    def forward(self, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
-        x_s = self.shortcut(x, seg)
+    def forward(self, x: torch.Tensor, seg: torch.Tensor, latent: torch.Tensor | None = None) -> torch.Tensor:
+        x_s = self.shortcut(x, seg, latent)
         # In place: the SPADE output is a fresh tensor that nothing else reads (saves one activation per layer).
-        dx = self.conv_0(F.leaky_relu(self.norm_0(x, seg), 0.2, inplace=True))
-        dx = self.conv_1(F.leaky_relu(self.norm_1(dx, seg), 0.2, inplace=True))
+        dx = self.conv_0(F.leaky_relu(self.norm_0(x, seg, latent), 0.2, inplace=True))
+        dx = self.conv_1(F.leaky_relu(self.norm_1(dx, seg, latent), 0.2, inplace=True))
         return x_s + dx

@@ -29,6 +29,7 @@ def _spade(config: Config) -> nn.Module:
         use_vae=cfg.use_vae,
         z_dim=cfg.z_dim,
         layout_classes=cfg.label_nc + int(cfg.contain_dontcare),
+        latent_spade=cfg.latent_spade,
     )
 
 

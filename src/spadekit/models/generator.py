@@ -32,6 +32,10 @@ class SPADEGenerator(nn.Module):
     as a gather and gamma/beta convolved only near boundaries. ``layout_path`` (``band``, ``gather``
     or ``dense``) picks how far; eval mode and inputs that are not exactly one-hot always take the
     dense path.
+
+    ``latent_spade`` (VAE only) also feeds ``z`` to every SPADE layer (see :class:`SPADE`'s
+    ``latent_dim``), so that the latent reaches every resolution and not only the start map. Not in
+    the official SPADE; its training forward takes the dense path.
     """
 
     def __init__(
@@ -48,8 +52,12 @@ class SPADEGenerator(nn.Module):
         use_vae: bool = False,
         z_dim: int = 256,
         layout_classes: int | None = None,
+        latent_spade: bool = False,
     ):
         super().__init__()
+        if latent_spade and not use_vae:
+            raise ValueError("latent_spade needs use_vae: the SPADE layers are conditioned on the VAE latent")
+        self.latent_spade = latent_spade
         self.layout_classes = layout_classes
         self.layout_path = "band"
         self.band_threshold = 0.5
@@ -64,7 +72,10 @@ class SPADEGenerator(nn.Module):
         self.fc = start_layer(semantic_nc, ngf, self.sw, self.sh, use_vae, z_dim)
         widths = block_widths(ngf, upsampling)
         for name, (fin, fout) in widths.items():
-            self.add_module(name, SPADEResBlock(fin, fout, semantic_nc, norm, spectral, spade_kernel, spade_hidden))
+            self.add_module(
+                name,
+                SPADEResBlock(fin, fout, semantic_nc, norm, spectral, spade_kernel, spade_hidden, z_dim if latent_spade else None),
+            )
         self.conv_img = nn.Conv2d(widths[self.block_names[-1]][1], 3, 3, padding=1)
 
     spatial_latent = False
@@ -82,26 +93,34 @@ class SPADEGenerator(nn.Module):
         """What the SPADE layers receive: a :class:`Layout` in training mode when allowed, else ``semantics``."""
         if self.layout_path not in LAYOUT_PATHS:
             raise ValueError(f"layout_path must be one of {', '.join(LAYOUT_PATHS)}, not {self.layout_path!r}")
-        if not self.training or self.layout_classes is None or self.layout_path == "dense":
+        if not self.training or self.layout_classes is None or self.layout_path == "dense" or self.latent_spade:
             return semantics
         threshold = self.band_threshold if self.layout_path == "band" else 0.0
         return Layout.from_semantics(semantics, self.layout_classes, threshold) or semantics
 
+    def latent(self, seg: torch.Tensor | Layout, z: torch.Tensor | None) -> torch.Tensor | None:
+        """``z`` as given, or drawn from N(0, I) for a VAE generator without one; None otherwise."""
+        if not self.use_vae or z is not None:
+            return z
+        # Sampled where the input lives (the official code assumes a GPU here).
+        reference = seg.index if isinstance(seg, Layout) else seg
+        return torch.randn(reference.shape[0], self.z_dim, device=reference.device, dtype=seg.dtype)
+
     def start_map(self, seg: torch.Tensor | Layout, z: torch.Tensor | None) -> torch.Tensor:
         """The (N, 16·ngf, sh, sw) map the blocks start from."""
         if self.use_vae:
-            if z is None:
-                # Sampled where the input lives (the official code assumes a GPU here).
-                reference = seg.index if isinstance(seg, Layout) else seg
-                z = torch.randn(reference.shape[0], self.z_dim, device=reference.device, dtype=seg.dtype)
-            return self.fc(z).unflatten(1, (16 * self.ngf, self.sh, self.sw))
+            return self.fc(self.latent(seg, z)).unflatten(1, (16 * self.ngf, self.sh, self.sw))
         if isinstance(seg, Layout):
             return self.fc(seg.semantics((self.sh, self.sw), seg.dtype))
         return self.fc(F.interpolate(seg, size=(self.sh, self.sw), mode="nearest"))
 
     def features(self, seg: torch.Tensor | Layout, z: torch.Tensor | None = None) -> torch.Tensor:
         """The trunk: LeakyReLU(0.2) of the last block, (N, ngf (ngf/2 for ``most``), H, W)."""
-        x = run_blocks(self.start_map(seg, z), self.upsampling, self.block_names, lambda name, x: getattr(self, name)(x, seg))
+        z = self.latent(seg, z)
+        block_latent = z if self.latent_spade else None
+        x = run_blocks(
+            self.start_map(seg, z), self.upsampling, self.block_names, lambda name, x: getattr(self, name)(x, seg, block_latent)
+        )
         return F.leaky_relu(x, 0.2)
 
     def forward(self, semantics: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:

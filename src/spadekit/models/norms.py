@@ -97,37 +97,61 @@ class SPADE(nn.Module):
         norm: parameter-free norm (``batch`` / ``syncbatch`` / ``instance``).
         kernel_size: kernel of the three convolutions (3 in the paper, 5 as an option).
         hidden: width of the shared convolution (128 in the paper).
+        latent_dim: when given, the layer also takes a latent ``z`` (N, latent_dim): ``mlp_latent``
+            (linear, no bias) maps it to a per-sample bias of the shared hidden layer before its
+            ReLU, so gamma and beta depend on class and latent together. Not in the official SPADE.
 
     Shapes: ``x`` (N, C, H, W), ``segmap`` (N, S, H', W') → (N, C, H, W). ``segmap`` may also be
     a :class:`~spadekit.models.layout.Layout` (class indices standing for one-hot semantics): the
     same values and gradients from a gather and band-sparse convolutions.
     """
 
-    def __init__(self, channels: int, semantic_nc: int, norm: str = "syncbatch", kernel_size: int = 3, hidden: int = 128):
+    def __init__(
+        self,
+        channels: int,
+        semantic_nc: int,
+        norm: str = "syncbatch",
+        kernel_size: int = 3,
+        hidden: int = 128,
+        latent_dim: int | None = None,
+    ):
         super().__init__()
         padding = kernel_size // 2
         self.param_free_norm = param_free_norm(norm, channels)
         self.mlp_shared = nn.Sequential(nn.Conv2d(semantic_nc, hidden, kernel_size, padding=padding), nn.ReLU())
         self.mlp_gamma = nn.Conv2d(hidden, channels, kernel_size, padding=padding)
         self.mlp_beta = nn.Conv2d(hidden, channels, kernel_size, padding=padding)
+        self.mlp_latent = nn.Linear(latent_dim, hidden, bias=False) if latent_dim is not None else None
 
-    def modulation(self, segmap: torch.Tensor | Layout, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(gamma, beta) for semantics resized to ``size``."""
+    def modulation(
+        self, segmap: torch.Tensor | Layout, size: tuple[int, int], latent: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(gamma, beta) for semantics resized to ``size`` (and the latent, for a latent layer)."""
+        if self.mlp_latent is not None and latent is None:
+            raise ValueError("this SPADE layer is conditioned on the latent: pass z")
         if isinstance(segmap, Layout):
-            if uses_plain_weights(self.mlp_shared[0], self.mlp_gamma, self.mlp_beta):
+            # The layout path's per-class shortcuts assume every sample shares the class values.
+            if self.mlp_latent is None and uses_plain_weights(self.mlp_shared[0], self.mlp_gamma, self.mlp_beta):
                 return spade_modulation(segmap, size, self.mlp_shared[0], self.mlp_gamma, self.mlp_beta)
             segmap = segmap.semantics(size, self.mlp_shared[0].weight.dtype)
         if segmap.shape[-2:] != size:
             segmap = F.interpolate(segmap, size=size, mode="nearest")
-        hidden = self.mlp_shared(segmap)
+        if self.mlp_latent is None:
+            hidden = self.mlp_shared(segmap)
+        else:
+            hidden = F.relu(self.mlp_shared[0](segmap) + self.mlp_latent(latent.to(segmap.dtype))[:, :, None, None])
         return self.mlp_gamma(hidden), self.mlp_beta(hidden)
 
-    def forward(self, x: torch.Tensor, segmap: torch.Tensor | Layout) -> torch.Tensor:
-        if isinstance(segmap, Layout) and uses_plain_weights(self.mlp_shared[0], self.mlp_gamma, self.mlp_beta):
+    def forward(self, x: torch.Tensor, segmap: torch.Tensor | Layout, latent: torch.Tensor | None = None) -> torch.Tensor:
+        if (
+            isinstance(segmap, Layout)
+            and self.mlp_latent is None
+            and uses_plain_weights(self.mlp_shared[0], self.mlp_gamma, self.mlp_beta)
+        ):
             scale, shift = spade_modulation(
                 segmap, tuple(x.shape[-2:]), self.mlp_shared[0], self.mlp_gamma, self.mlp_beta, gamma_offset=1.0
             )
             return modulated_norm(self.param_free_norm, x, scale, shift)
         normalized = self.param_free_norm(x)
-        gamma, beta = self.modulation(segmap, tuple(x.shape[-2:]))
+        gamma, beta = self.modulation(segmap, tuple(x.shape[-2:]), latent)
         return normalized * (1 + gamma) + beta

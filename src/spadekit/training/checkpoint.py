@@ -109,17 +109,21 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def check_resumable(state: dict[str, Any], config: dict[str, Any], steps_per_epoch: int, source: Path | str) -> None:
     """Raise a CheckpointError naming ``source`` unless the run that wrote ``state`` can be continued
-    with ``config`` (a :meth:`Config.to_dict`): same model section, global batch, accumulation and
-    seed, and the same number of steps per epoch (the same dataset size). Called before the run
-    directory is touched, so a refused resume leaves its record (``config.json``) as it was.
+    with ``config`` (a :meth:`Config.to_dict`): same model section, global batch, accumulation,
+    seed and trained parameters (``train.trainable``: the optimiser holds exactly those), and the
+    same number of steps per epoch (the same dataset size). Called before the run directory is
+    touched, so a refused resume leaves its record (``config.json``) as it was.
 
     A model option that the checkpoint does not name was added to spadekit after it was written; the
     run that wrote it had that option's default, so it only matters when this run changes it."""
     saved = state.get("config", {})
-    for section, key in [("model", None), ("train", "batch_size"), ("train", "grad_accum"), ("train", "seed")]:
+    checked = [("model", None), ("train", "batch_size"), ("train", "grad_accum"), ("train", "seed"), ("train", "trainable")]
+    for section, key in checked:
         theirs = saved.get(section, {}) if key is None else saved.get(section, {}).get(key)
         if key is None:
             theirs = {**dataclasses.asdict(ModelConfig()), **theirs}
+        elif key == "trainable" and theirs is None:
+            theirs = []  # written before the option existed: every parameter was trained
         ours = config[section] if key is None else config[section][key]
         if theirs != ours:
             if key is None:

@@ -26,7 +26,7 @@ from spadekit.training.gallery import colorize_labels
 from spadekit.training.monitor import Monitor, Silent
 from spadekit.training.optim import optimizer_settings
 from spadekit.training.sampling import EpochSampler, epoch_layout
-from spadekit.training.trainer import LoopOptions, Trainer, count_parameters, seed_everything
+from spadekit.training.trainer import LoopOptions, Trainer, count_parameters, matches_any, seed_everything
 
 PREVIEW_SAMPLES = 4
 
@@ -61,6 +61,8 @@ class Plan:
         )
         if o.frozen:
             lines.append(f"frozen (not trained, eval mode): {', '.join(o.frozen)}")
+        if o.trainable:
+            lines.append(f"trained parameters: only those matching {', '.join(o.trainable)}")
         lines.append(describe_release(o.ema_decay, o.ema_warmup, o.total_steps))
         lines.append(f"checkpoint every {o.checkpoint_every} (keep {o.keep_checkpoints}), log every {o.log_every}, images every {o.image_every}")
         return "\n".join(lines)
@@ -105,6 +107,7 @@ def loop_options(config: Config, world_size: int, dataset_size: int, steps: int 
         regenerate_fakes=t.regenerate_fakes,
         seed=t.seed,
         frozen=tuple(t.frozen),
+        trainable=tuple(t.trainable),
         checkpoint_every=every(t.checkpoint_every),
         keep_checkpoints=max(1, t.keep_checkpoints),
         log_every=every(t.log_every),
@@ -177,6 +180,20 @@ def check_frozen(frozen: list[str], networks: dict[str, nn.Module], optimized: d
     if not trainable:
         raise ConfigError(f"train.frozen: with {', '.join(frozen)} frozen nothing is left to train in the generator step "
                           f"({', '.join(n for n in optimized['G'] if n in networks)})")
+
+
+def check_trainable(trainable: list[str], frozen: list[str], networks: dict[str, nn.Module], optimized: dict[str, tuple[str, ...]]) -> None:
+    """ConfigError unless every ``train.trainable`` pattern names a parameter of a part that is not
+    frozen and the generator step is left something to train."""
+    if not trainable:
+        return
+    names = [f"{part}.{name}" for part, net in networks.items() if part not in frozen for name, _ in net.named_parameters()]
+    for pattern in trainable:
+        if not any(matches_any(name, [pattern]) for name in names):
+            raise ConfigError(f"train.trainable: {pattern!r} matches no parameter of the parts being trained "
+                              f"({', '.join(p for p in networks if p not in frozen)}); names look like {names[0]!r}")
+    if not any(matches_any(name, trainable) for name in names if name.split(".", 1)[0] in optimized["G"]):
+        raise ConfigError(f"train.trainable: {trainable} leaves nothing to train in the generator step")
 
 
 def resume_guard(config: Config, steps_per_epoch: int) -> Callable[[dict[str, Any], Path], None]:
@@ -284,6 +301,7 @@ def build_trainer(
 
     networks = networks_for(config, init_model if resume_from is None else None, init_source, init_parts)
     check_frozen(config.train.frozen, networks, method.optimized)  # before the run directory is touched
+    check_trainable(config.train.trainable, config.train.frozen, networks, method.optimized)
     method.build_objective(networks, config, vgg)  # so is the objective's check of its options against the networks
 
     if env.is_main:

@@ -13,6 +13,7 @@ then a D step on fakes from the updated generator).
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import random
 import warnings
 from dataclasses import dataclass, field
@@ -50,6 +51,11 @@ class NonFiniteLossError(SpadekitError):
     exit_code = 3
 
 
+def matches_any(name: str, patterns: Collection[str]) -> bool:
+    """True when ``name`` matches one of the shell-style ``patterns`` (``train.trainable``)."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
 @dataclass(frozen=True)
 class LoopOptions:
     """The resolved numbers of a run (derived from the config by :func:`~spadekit.training.setup.loop_options`)."""
@@ -76,6 +82,8 @@ class LoopOptions:
     seed: int = 0
     frozen: tuple[str, ...] = ()
     """Parts no optimiser updates (``train.frozen``)."""
+    trainable: tuple[str, ...] = ()
+    """Name patterns of the only parameters trained (``train.trainable``; empty: all of the parts not frozen)."""
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     log_every: int = 50
@@ -181,6 +189,9 @@ class Trainer:
                 self.networks[name] = net.requires_grad_(False).eval()
             else:
                 self.networks[name] = net.train()
+                if options.trainable:
+                    for parameter_name, parameter in net.named_parameters():
+                        parameter.requires_grad_(matches_any(f"{name}.{parameter_name}", options.trainable))
         self.G = self.networks["generator"]
         # The EMA copy is taken before any forward pass (spectral norm's cached weight cannot be deep-copied after one).
         self.ema = EMA(self.G, options.ema_decay, options.ema_warmup) if options.ema_decay > 0 else None
@@ -188,7 +199,7 @@ class Trainer:
         # -- optimisers
         fused = self.device.type == "cuda"
         self.groups = {key: [n for n in names if n in self.networks and n not in self.frozen] for key, names in optimized.items()}
-        params = {key: [p for n in names for p in self.networks[n].parameters()] for key, names in self.groups.items()}
+        params = {key: [p for n in names for p in self.networks[n].parameters() if p.requires_grad] for key, names in self.groups.items()}
         self.opt_G = torch.optim.Adam(params["G"], lr=options.lr_G, betas=options.betas, fused=fused or None)
         # No D step when every D part is frozen (a phase that trains only the style encoder).
         self.opt_D = (torch.optim.Adam(params["D"], lr=options.lr_D, betas=options.betas, fused=fused or None)
