@@ -183,24 +183,19 @@ class FastSPADE(nn.Module):
     ) -> torch.Tensor:
         n, _, h, w = x.shape
         k = self.affine.kernel_size[0]
-        if self.latent is not None:
-            # Per-sample hidden biases: no per-class constants, so no band-sparse path.
-            hidden = self.shared(level.taps, level.edge_taps).view(n, h * w, -1)
-            hidden = hidden.add_(self.latent(latent.to(hidden.dtype))[:, None, :]).relu_()
-            hidden = hidden.view(n, h, w, -1).permute(0, 3, 1, 2)
-            if not x.is_contiguous(memory_format=torch.channels_last):
-                hidden = hidden.contiguous()
-            gamma, beta = self.affine(hidden).chunk(2, dim=1)
-        elif band_threshold > 0 and h * w >= BAND_MIN_PIXELS and level.band(k).work <= band_threshold:
+        # A latent layer's hidden map has per-sample biases: no per-class constants, so no band path.
+        if self.latent is None and band_threshold > 0 and h * w >= BAND_MIN_PIXELS and level.band(k).work <= band_threshold:
             band = level.band(k)
             rows = band_rows(
                 level, band, self.shared.table, self.shared.edge_weight, self.matrix, self.affine.bias, self.class_values[band.classes]
             )
             gamma, beta = rows.view(n, h, w, -1).permute(0, 3, 1, 2).chunk(2, dim=1)
         else:
-            hidden = self.shared(level.taps, level.edge_taps).relu_()
+            hidden = self.shared(level.taps, level.edge_taps)
+            if self.latent is not None:
+                hidden.view(n, h * w, -1).add_(self.latent(latent.to(hidden.dtype))[:, None, :])
             # (N·H·W, hidden) rows are already channels-last pixels: a permuted view, no copy.
-            hidden = hidden.view(n, h, w, -1).permute(0, 3, 1, 2)
+            hidden = hidden.relu_().view(n, h, w, -1).permute(0, 3, 1, 2)
             if not x.is_contiguous(memory_format=torch.channels_last):
                 hidden = hidden.contiguous()
             gamma, beta = self.affine(hidden).chunk(2, dim=1)

@@ -22,7 +22,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from spadekit.config import ModelConfig
+from spadekit.config import ModelConfig, TrainConfig
 from spadekit.errors import CheckpointError
 from spadekit.io import atomic_write, safe_torch_load
 
@@ -107,6 +107,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+TRAIN_DEFAULTS = dataclasses.asdict(TrainConfig())
+
+
 def check_resumable(state: dict[str, Any], config: dict[str, Any], steps_per_epoch: int, source: Path | str) -> None:
     """Raise a CheckpointError naming ``source`` unless the run that wrote ``state`` can be continued
     with ``config`` (a :meth:`Config.to_dict`): same model section, global batch, accumulation,
@@ -114,16 +117,16 @@ def check_resumable(state: dict[str, Any], config: dict[str, Any], steps_per_epo
     same number of steps per epoch (the same dataset size). Called before the run directory is
     touched, so a refused resume leaves its record (``config.json``) as it was.
 
-    A model option that the checkpoint does not name was added to spadekit after it was written; the
-    run that wrote it had that option's default, so it only matters when this run changes it."""
+    A model or checked train option that the checkpoint does not name was added to spadekit after it
+    was written; the run that wrote it had that option's default, so it only matters when this run
+    changes it."""
     saved = state.get("config", {})
     checked = [("model", None), ("train", "batch_size"), ("train", "grad_accum"), ("train", "seed"), ("train", "trainable")]
     for section, key in checked:
-        theirs = saved.get(section, {}) if key is None else saved.get(section, {}).get(key)
         if key is None:
-            theirs = {**dataclasses.asdict(ModelConfig()), **theirs}
-        elif key == "trainable" and theirs is None:
-            theirs = []  # written before the option existed: every parameter was trained
+            theirs = {**dataclasses.asdict(ModelConfig()), **saved.get(section, {})}
+        else:
+            theirs = saved.get(section, {}).get(key, TRAIN_DEFAULTS[key])
         ours = config[section] if key is None else config[section][key]
         if theirs != ours:
             if key is None:
