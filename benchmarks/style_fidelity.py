@@ -11,6 +11,11 @@ latent instead of the style photo: its r is near 0 for any model.
 
 The last column, ``r real``, is the ceiling: real toy photos of each layout drawn in the style
 photo's look (one style seed for both scenes). The issue's goal: r >= 0.8 for sky and grass.
+
+Two ways of reading the style photo are measured: the encoder alone (one pass, what
+``Pipeline(labels, style=photo)`` does), and the encoder's latent refined for ``--refine-steps``
+steps against the style scene's own label map (``Pipeline(..., style_labels=..., refine_steps=...)``,
+:mod:`spadekit.style_refine`; the layout drawn is never looked at). ``--refine-steps 0`` skips it.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=50, help="(layout, style) pairs (default 50)")
     parser.add_argument("--seed", type=int, default=0, help="toy scene seed and first latent seed (default 0)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--refine-steps", type=int, default=100,
+                        help="also measure style latents refined for this many steps (default 100; 0: the encoder only)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
 
@@ -51,23 +58,36 @@ def main() -> None:
     real = real_style_fidelity(args.pairs, names, width, args.seed)
     print(f"style fidelity of {args.model}: {args.pairs} pairs (toy val scene i drawn in the style of toy test scene i), "
           "Pearson r of per-class mean colours (result vs style photo)")
+    print("the style encoder alone:")
     print(format_table(with_style, control, real))
+    refined = None
+    if args.refine_steps > 0:
+        refined = style_fidelity(pipe, pairs, names, use_style=True, seed=args.seed, refine_steps=args.refine_steps)
+        print(f"the encoder's latent refined for {args.refine_steps} steps against the style photo's own label map:")
+        print(format_table(refined, control, real))
     print("r no style: the same layouts with a random latent (the control); r real: real toy photos of each layout "
           "drawn in its style photo's look (the same style seed), the measure's ceiling")
-    goals = {name: with_style["classes"][name]["r"] for name in GOAL_CLASSES}
-    met = all(r is not None and r >= GOAL_R for r in goals.values())
-    print("goal r >= %.1f for %s: %s" % (GOAL_R, " and ".join(GOAL_CLASSES),
-                                           ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} -" for k, v in goals.items())
-                                           + (" (met)" if met else " (missed)")))
+    goal = {"classes": list(GOAL_CLASSES), "min_r": GOAL_R}
+    for key, result, what in (("met", with_style, "encoder alone"), ("met_refined", refined, f"refined, {args.refine_steps} steps")):
+        if result is None:
+            continue
+        rs = {name: result["classes"][name]["r"] for name in GOAL_CLASSES}
+        goal[key] = all(r is not None and r >= GOAL_R for r in rs.values())
+        print("goal r >= %.1f for %s (%s): %s%s" % (
+            GOAL_R, " and ".join(GOAL_CLASSES), what,
+            ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} -" for k, v in rs.items()),
+            " (met)" if goal[key] else " (missed)"))
     report = {
         "benchmark": "style_fidelity",
         "model": args.model,
         "pairs": args.pairs,
         "seed": args.seed,
+        "refine_steps": args.refine_steps,
         "with_style": with_style,
+        "with_style_refined": refined,
         "without_style": control,
         "real_photos": real,
-        "goal": {"classes": list(GOAL_CLASSES), "min_r": GOAL_R, "met": met},
+        "goal": goal,
         "seconds": round(time.perf_counter() - begin, 1),
         "host": {"machine": platform.machine(), "threads": args.threads, "torch": torch.__version__},
     }

@@ -180,3 +180,51 @@ def test_a_folder_with_several_bad_files_reports_them_all_at_once(model_dir, tmp
         assert name in err, err
     assert "a_good.png" not in err
     assert not out.exists()
+
+
+# refine steps, style labels' size, API status, words both messages hold
+REFINE_RULES = [
+    ("refine-without-style-labels", "5", None, 400, ["refining a style needs the style photo's label map"]),
+    ("style-labels-without-refining", None, (64, 64), 400, ["only used to refine"]),
+    ("refine-steps-out-of-range", "10001", (64, 64), 400, ["0..10000"]),
+    ("refine-steps-text", "many", (64, 64), 400, ["not an integer"]),
+    ("style-labels-of-another-size", "5", (32, 32), 422, ["32x32 label map", "64x64 style photo", "same size"]),
+]
+
+
+@pytest.mark.parametrize("name, steps, labels_size, status, words", REFINE_RULES, ids=[r[0] for r in REFINE_RULES])
+def test_refinement_rules_are_enforced_by_the_cli_and_the_api_alike(
+    model_dir, api, tmp_path, capsys, name, steps, labels_size, status, words
+):
+    label, style, style_labels = tmp_path / "scene.png", tmp_path / "style.png", tmp_path / "style_labels.png"
+    label.write_bytes(picture(layout()))
+    style.write_bytes(picture(np.full((64, 64, 3), 90, np.uint8)))
+    files = {"labels": ("scene.png", label.read_bytes(), "image/png"), "style": ("style.png", style.read_bytes(), "image/png")}
+    out = tmp_path / "out"
+    args = ["synthesize", "--model", str(model_dir), "--labels", str(label), "--style", str(style), "--out", str(out)]
+    if steps is not None:
+        args += ["--refine-steps", steps]
+    if labels_size is not None:
+        style_labels.write_bytes(picture(layout(*labels_size)))
+        args += ["--style-labels", str(style_labels)]
+        files["style_labels"] = ("style_labels.png", style_labels.read_bytes(), "image/png")
+    code, err = run_cli(args, capsys)
+    assert code == 2, err
+    assert "Traceback" not in err and not out.exists()
+    r = api.post("/api/synthesize", files=files, data={"refine_steps": steps} if steps is not None else {})
+    assert r.status_code == status, r.text
+    for word in words:
+        assert word in err, err
+        assert word in r.json()["error"], r.json()
+
+
+def test_the_api_refines_a_style_when_asked(api):
+    style = picture((np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8))
+    files = {"labels": ("scene.png", picture(layout()), "image/png"), "style": ("style.png", style, "image/png")}
+    plain = api.post("/api/synthesize", files=files, data={"seed": "1"})
+    refined = api.post("/api/synthesize", files={**files, "style_labels": ("l.png", picture(layout()), "image/png")},
+                       data={"seed": "1", "refine_steps": "10"})
+    assert plain.status_code == 200 and refined.status_code == 200, refined.text
+    a = np.asarray(Image.open(io.BytesIO(plain.content)), np.int16)
+    b = np.asarray(Image.open(io.BytesIO(refined.content)), np.int16)
+    assert np.abs(a - b).mean() > 0.1

@@ -39,6 +39,19 @@ def test_demo_writes_a_gallery_with_style_and_sample_rows(tmp_path):
     assert len(samples) == 3
     styled = {(out / f"style{k}_result.png").read_bytes() for k in range(3)}
     assert len(styled) == 3
+    # The refined row: the same styles, each latent refined first, so other images.
+    assert "Style-guided, refined" in html and "style2_refined.png" in sources
+    for k in range(3):
+        refined = np.asarray(Image.open(out / f"style{k}_refined.png"), np.int16)
+        assert np.abs(refined - np.asarray(Image.open(out / f"style{k}_result.png"), np.int16)).mean() > 0.1
+
+
+def test_demo_leaves_the_refined_row_out_with_zero_steps(tmp_path):
+    model = tiny_toy_model(tmp_path)
+    out = tmp_path / "demo"
+    assert main(["demo", "--model", str(model), "--out", str(out), "--scenes", "1", "--samples", "2", "--refine-steps", "0"]) == 0
+    html = (out / "index.html").read_text()
+    assert "Style-guided" in html and "refined" not in html and not (out / "style0_refined.png").exists()
 
 
 def test_demo_without_vae_has_no_style_or_sample_rows(tmp_path):

@@ -96,8 +96,11 @@ def write_gallery(out_dir: Path, title: str, rows: list[Row], intro: str = "", t
     return path
 
 
-def render_demo(pipeline, out_dir: str | Path, scenes: int = 4, samples: int = 4, seed: int = 0, progress: bool = True) -> Path:
+def render_demo(pipeline, out_dir: str | Path, scenes: int = 4, samples: int = 4, seed: int = 0, progress: bool = True,
+                refine_steps: int = 0) -> Path:
     """Render the demo gallery into ``out_dir`` (see the module docstring); returns the index.html path.
+    With ``refine_steps`` (models with a style encoder) a second style row refines each style
+    photo's latent against its toy label map first (:mod:`spadekit.style_refine`).
 
     ``pipeline`` is a :class:`spadekit.inference.Pipeline` whose model knows the toy classes
     (label ids 0 .. 11); layouts are rendered at the model size from ``scene_seed(seed, i, "test")``.
@@ -114,7 +117,8 @@ def render_demo(pipeline, out_dir: str | Path, scenes: int = 4, samples: int = 4
     instances = [torch.from_numpy(s.instance.astype(np.int64)) for s in layouts[:scenes]]
     files: dict[Path, Image.Image] = {}
     rows: list[Row] = []
-    steps = 1 + int(pipeline.has_encoder) + int(pipeline.uses_latent)
+    refine_steps = refine_steps if pipeline.has_encoder else 0
+    steps = 1 + int(pipeline.has_encoder) + int(refine_steps > 0) + int(pipeline.uses_latent)
     bar = tqdm(total=steps, desc="demo", unit="row", disable=not progress)
 
     results = pipeline(labels, instances, seed=seed)
@@ -144,6 +148,18 @@ def render_demo(pipeline, out_dir: str | Path, scenes: int = 4, samples: int = 4
             files[out_dir / f"style{k}_result.png"] = image
             style_row.cells += [Cell(f"style{k}.png", f"style {k}"), Cell(f"style{k}_result.png", f"result {k}")]
         rows.append(style_row)
+        bar.update()
+    if refine_steps > 0:
+        refined_row = Row("Style-guided, refined", [Cell("scene0_label.png", "label map")],
+                          f"The same styles, each photo's latent refined for {refine_steps} steps so that the model "
+                          "redraws that photo from its own label map (spadekit.style_refine).")
+        for k, style_scene in enumerate(layouts[scenes:]):
+            code = pipeline.refine_style(style_scene.image, style_scene.label, style_scene.instance, refine_steps,
+                                         source=f"style {k}")
+            image = pipeline(labels[0], instances[0], style=code, seed=seed)[0]
+            files[out_dir / f"style{k}_refined.png"] = image
+            refined_row.cells += [Cell(f"style{k}.png", f"style {k}"), Cell(f"style{k}_refined.png", f"refined {k}")]
+        rows.append(refined_row)
         bar.update()
     if pipeline.uses_latent:
         images = pipeline(labels[0], instances[0], seed=seed, num_samples=samples)

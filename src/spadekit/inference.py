@@ -25,6 +25,7 @@ shared with ``spadekit synthesize`` and the studio.
 
 from __future__ import annotations
 
+import copy
 import random
 from pathlib import Path
 from typing import Sequence
@@ -34,11 +35,16 @@ from PIL import Image
 
 from spadekit.config import Config
 from spadekit.data.inputs import check_seed
-from spadekit.data.label_maps import ImageLike, check_ids, class_index, image_to_ids, image_to_tensor, resize_ids
+from spadekit.data.label_maps import (
+    ImageLike, check_ids, class_index, image_to_ids, image_to_tensor, read_style_image, resize_ids,
+)
 from spadekit.data.labels import instance_edges
 from spadekit.data.palette import Palette, default_colors, make_palette
 from spadekit.errors import DataError
 from spadekit.release import SpadeModel, layout_to_image, load_model
+from spadekit.style_refine import (
+    DEFAULT_REFINE_STEPS, StyleCode, StyleRefinement, check_refine_request, check_refine_steps, refine_latent,
+)
 
 
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
@@ -97,6 +103,7 @@ class Pipeline:
         self._forward = torch.compile(self.generator) if compile else self.generator
         self._palette = self._build_palette()
         self._boxes = None
+        self._refine_generator: torch.nn.Module | None = None
 
     @classmethod
     def from_pretrained(
@@ -243,21 +250,68 @@ class Pipeline:
         mu, logvar = self.encoder(image[None])
         return mu.float(), logvar.float()
 
+    def refine_style(
+        self,
+        style: ImageLike,
+        labels: ImageLike,
+        instances: ImageLike | None = None,
+        steps: int = DEFAULT_REFINE_STEPS,
+        source: str = "style",
+    ) -> StyleCode:
+        """A style photo and its own label map → its :class:`StyleCode`: the encoder's mean refined
+        by ``steps`` Adam steps so that the generator redraws the photo from its label map
+        (:mod:`spadekit.style_refine`), and the encoder's logvar for the posterior sample. Give the
+        code as ``style`` to draw it on any number of label maps without refining again."""
+        steps = check_refine_steps(steps, f"{source}: refine steps")
+        if isinstance(style, (str, Path)):
+            style = read_style_image(style, source=source)
+        image = image_to_tensor(style, self.size, source)
+        labels_source = _source(labels, f"{source} labels", 0, 1)
+        ids = self.labels_from_image(labels, source=labels_source)
+        photo_hw = _photo_size(style)
+        if photo_hw is not None and tuple(ids.shape) != photo_hw:
+            raise DataError(f"{labels_source}: a {ids.shape[1]}x{ids.shape[0]} label map for the "
+                            f"{photo_hw[1]}x{photo_hw[0]} style photo {source} (they must be the same size)")
+        mu, logvar = self.encode_style(image, source)
+        if steps == 0:
+            return StyleCode(mu, logvar)
+        index, edges = self.prepare(ids, instances)
+        z, _ = refine_latent(self._refiner(), index, edges.float() if edges is not None else None,
+                             image[None].to(self.device), mu.to(self.device), self._num_classes,
+                             StyleRefinement(steps=steps))
+        return StyleCode(z.cpu(), logvar)
+
+    def _refiner(self) -> torch.nn.Module:
+        """The plain generator in float32 behind the ``(index, edges, z)`` interface, for refinement
+        (a copy: the pipeline's own generator may be the fast one, or in half precision)."""
+        if self.model.method.label_input is not None:
+            raise DataError(f"style: refining a style is not available for {self.model.method.title} models")
+        if self._refine_generator is None:
+            generator = copy.deepcopy(self.model.generator).to(self.device, torch.float32).eval().requires_grad_(False)
+            self._refine_generator = OneHotInput(generator, self._num_classes)
+        return self._refine_generator
+
     def latents(
         self,
         count: int,
         num_samples: int,
         seed: int | None,
         style: ImageLike | Sequence[ImageLike] | None = None,
+        style_labels: ImageLike | Sequence[ImageLike] | None = None,
+        style_instances: ImageLike | Sequence[ImageLike | None] | None = None,
+        refine_steps: int = 0,
     ) -> torch.Tensor | None:
         """The (count·num_samples, latent_dim) latents of a call (map-major), or None for
-        deterministic generators."""
+        deterministic generators. With ``refine_steps`` the style photos' latents are refined
+        against their label maps ``style_labels`` (:meth:`refine_style`)."""
         if style is not None and self.encoder is None:
             styles = _as_list(style)
             raise DataError(
                 f"{_source(styles[0], 'style', 0, 1)}: this model has no style encoder (trained without a VAE "
                 "or released without encoder.safetensors), so it cannot take a style image"
             )
+        refine_steps = check_refine_steps(refine_steps)
+        check_refine_request(refine_steps, style is not None, style_labels is not None)
         if seed is not None:
             seed = check_seed(seed, "seed", count=num_samples)
         if self.latent_dim is None:
@@ -272,9 +326,23 @@ class Pipeline:
         styles = _as_list(style)
         if len(styles) not in (1, count):
             raise DataError(f"style: {len(styles)} style images for {count} label maps (give one, or one per map)")
-        stats = [self.encode_style(s, _source(s, "style", i, len(styles))) for i, s in enumerate(styles)]
-        mu = torch.cat([s[0] for s in stats]).cpu()
-        logvar = torch.cat([s[1] for s in stats]).cpu()
+        if refine_steps > 0:
+            label_list = _as_list(style_labels)
+            inst_list = _as_list(style_instances) if style_instances is not None else [None] * len(label_list)
+            if len(label_list) != len(styles) or len(inst_list) != len(styles):
+                raise DataError(f"style labels: {len(label_list)} label maps and {len(inst_list)} instance maps "
+                                f"for {len(styles)} style images (give one per style image)")
+            codes = [self.refine_style(s, label, inst, refine_steps, _source(s, "style", i, len(styles)))
+                     for i, (s, label, inst) in enumerate(zip(styles, label_list, inst_list))]
+        else:
+            codes = [s if isinstance(s, StyleCode) else StyleCode(*self.encode_style(s, _source(s, "style", i, len(styles))))
+                     for i, s in enumerate(styles)]
+        for i, code in enumerate(codes):
+            if tuple(code.mu.shape) != (1, self.latent_dim) or code.logvar.shape != code.mu.shape:
+                raise DataError(f"{_source(styles[i], 'style', i, len(styles))}: a style code of shape "
+                                f"{tuple(code.mu.shape)} for a model whose latent has {self.latent_dim} values")
+        mu = torch.cat([c.mu for c in codes]).cpu()
+        logvar = torch.cat([c.logvar for c in codes]).cpu()
         if len(styles) == 1:
             mu, logvar = mu.expand(count, -1), logvar.expand(count, -1)
         mu = mu.repeat_interleave(num_samples, 0)
@@ -400,6 +468,9 @@ class Pipeline:
         output: str = "pil",
         region: ImageLike | Sequence[ImageLike] | None = None,
         region_seed: int | None = None,
+        style_labels: ImageLike | Sequence[ImageLike] | None = None,
+        style_instances: ImageLike | Sequence[ImageLike | None] | None = None,
+        refine_steps: int = 0,
     ) -> list[Image.Image] | torch.Tensor:
         """Synthesize images.
 
@@ -408,6 +479,7 @@ class Pipeline:
                 colour-coded with the model's palette), any size.
             instances: matching instance maps (or None: class boundaries are used as edges).
             style: a style photo (or one per label map) encoded into the latent; needs an encoder.
+                A :class:`StyleCode` (from :meth:`refine_style`) stands for an already encoded photo.
             seed: sample ``k`` uses ``seed + k``; None draws a random seed.
             num_samples: images per label map.
             output: ``"pil"`` (list of images) or ``"tensor"`` ((N·K, 3, H, W) float32 in [-1, 1] on
@@ -416,6 +488,10 @@ class Pipeline:
                 :attr:`spatial_latent`): inside ``region`` (a mask, any size, non-zero = inside; one,
                 or one per label map) the latent of sample ``k`` comes from ``region_seed + k``,
                 elsewhere from ``seed + k``. The rest of the image changes little.
+            style_labels, style_instances, refine_steps: refine each style photo's latent for
+                ``refine_steps`` steps against its own label (and instance) map, one per style photo,
+                before drawing (:meth:`refine_style`; seconds per photo on a CPU). 0: the encoder's
+                latent as it is.
         Returns:
             Images ordered map by map, ``num_samples`` consecutive images per map.
         """
@@ -426,7 +502,7 @@ class Pipeline:
         index, edges = self.prepare(labels, instances)
         if seed is None:
             seed = random.randrange(2**31)
-        z = self.latents(index.shape[0], num_samples, seed, style)
+        z = self.latents(index.shape[0], num_samples, seed, style, style_labels, style_instances, refine_steps)
         if region is not None:
             z = self.region_latents(z, region, index.shape[0], num_samples, region_seed)
         if num_samples > 1:
@@ -462,6 +538,18 @@ def one_hot(index: torch.Tensor, num_classes: int, edges: torch.Tensor | None, d
     if edges is not None:
         semantics = torch.cat([semantics, edges.to(dtype)], dim=1)
     return semantics
+
+
+def _photo_size(img: ImageLike) -> tuple[int, int] | None:
+    """(height, width) of a style photo as given (a picture, array or tensor; None otherwise, and
+    :func:`image_to_tensor` then names the problem)."""
+    if isinstance(img, Image.Image):
+        return img.height, img.width
+    if isinstance(img, torch.Tensor):
+        return tuple(img.shape[-2:])
+    if hasattr(img, "shape") and len(img.shape) == 3:
+        return tuple(img.shape[:2])
+    return None
 
 
 def _as_list(items) -> list:

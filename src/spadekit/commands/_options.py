@@ -51,6 +51,17 @@ def seed_type(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
 
 
+def refine_steps_type(text: str) -> int:
+    """argparse ``type=`` for style refinement steps: the range the studio and the Pipeline accept."""
+    from spadekit.errors import ConfigError
+    from spadekit.style_refine import check_refine_steps
+
+    try:
+        return check_refine_steps(text, "refine steps")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
+
+
 def side_type(text: str) -> int:
     """argparse ``type=`` for the side of a square picture, within the shared picture limits."""
     from spadekit.data.inputs import DEFAULT_LIMITS

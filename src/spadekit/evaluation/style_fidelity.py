@@ -66,6 +66,7 @@ def style_fidelity(
     use_style: bool = True,
     seed: int = 0,
     min_pixels: int = MIN_PIXELS,
+    refine_steps: int = 0,
 ) -> dict:
     """Per-class correlation between the style photos' and the results' mean colours.
 
@@ -76,16 +77,20 @@ def style_fidelity(
             maps with the second's photo.
         use_style: False draws each layout with the latent of its seed only (the control).
         seed: pair ``i`` uses ``seed + i`` (the posterior sample around the style's encoding).
+        refine_steps: refine each style photo's latent against the style scene's own label and
+            instance maps first (:meth:`~spadekit.inference.Pipeline.refine_style`); 0: the encoder's.
     Returns:
-        ``{"pairs": n, "use_style": bool, "classes": {name: {"pairs": m, "r": r, "r_rgb": [rR, rG, rB]}}}``
+        ``{"pairs": n, "use_style": bool, "refine_steps": k, "classes": {name: {"pairs": m, "r": r, "r_rgb": [rR, rG, rB]}}}``
         with ``r`` the mean of the channels' r (None where fewer than 3 pairs hold the class in
         both scenes or a colour never varies).
     """
     num_classes = len(class_names)
     style_means, result_means = [], []
     for i, (layout, style) in enumerate(pairs):
+        refine = {"refine_steps": refine_steps, "style_labels": style.label, "style_instances": style.instance} \
+            if use_style and refine_steps else {}
         out = pipeline(layout.label, layout.instance, style=style.image if use_style else None, seed=seed + i,
-                       output="tensor")[0]
+                       output="tensor", **refine)[0]
         result = ((out.float().cpu().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
         h, w = result.shape[:2]
         label = layout.label
@@ -95,7 +100,8 @@ def style_fidelity(
         result_means.append(region_means(result, label, num_classes, min_pixels))
         style_means.append(region_means(style.image.astype(np.float64) / 255.0, style.label, num_classes, min_pixels))
     classes = correlate(np.stack(style_means), np.stack(result_means), class_names)
-    return {"pairs": len(pairs), "use_style": use_style, "classes": classes}
+    return {"pairs": len(pairs), "use_style": use_style, "refine_steps": refine_steps if use_style else 0,
+            "classes": classes}
 
 
 def correlate(style_means: np.ndarray, result_means: np.ndarray, class_names: Sequence[str]) -> dict:

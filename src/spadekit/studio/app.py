@@ -5,7 +5,8 @@ Routes (all answers to bad input are 4xx JSON ``{"error": "...", "field": "..."}
 - ``GET /``: the painting page (static files under ``/static``, nothing loaded from elsewhere).
 - ``GET /api/model``: classes, display palette, output size, capabilities, limits, examples.
 - ``POST /api/synthesize``: multipart ``labels`` (label-map PNG: ids or palette colours), optional
-  ``style`` (an image; models with a style encoder), optional ``seed`` (integer) → PNG. The
+  ``style`` (an image; models with a style encoder) with optional ``style_labels`` (its own label
+  map) and ``refine_steps`` (refine its latent first), optional ``seed`` (integer) → PNG. The
   ``X-Seed`` response header gives the seed used (a fresh one when none was sent). Models whose
   latent may differ per pixel (capability ``region_noise``) also take ``region_class`` (a class id:
   its pixels get the latent of ``region_seed``, the rest keeps ``seed``'s) and ``region_seed``
@@ -50,6 +51,7 @@ from spadekit.data.inputs import LABEL_FORMATS, MAX_SEED
 from spadekit.data.label_maps import resize_ids
 from spadekit.data.palette import Palette, colors_to_ids
 from spadekit.errors import DataError, SpadekitError
+from spadekit.style_refine import MAX_REFINE_STEPS
 from spadekit.studio.box_mode import add_box_routes
 from spadekit.studio.examples import Example, make_examples
 from spadekit.studio.palette_mode import add_palette_routes
@@ -58,6 +60,7 @@ from spadekit.studio.uploads import (
     UploadError,
     label_png,
     parse_class,
+    parse_refinement,
     parse_seed,
     read_label_image,
     read_style_image,
@@ -186,6 +189,11 @@ SYNTHESIZE_FORM = {
     "labels": {"type": "string", "format": "binary",
                "description": f"label map ({'/'.join(LABEL_FORMATS)}; not JPEG/WebP): class ids or palette colours"},
     "style": {"type": "string", "format": "binary", "description": "style image (models with a style encoder)"},
+    "style_labels": {"type": "string", "format": "binary",
+                     "description": "with refine_steps: the style image's own label map (same size as the style image)"},
+    "refine_steps": {"type": "integer", "minimum": 0, "maximum": MAX_REFINE_STEPS,
+                     "description": "refine the style's latent for this many steps against style_labels first "
+                     "(seconds per request on a CPU); omitted: 0, the encoder's latent"},
     "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED, "description": "latent seed; omitted: a fresh one (X-Seed header)"},
     "region_class": {
         "type": "integer",
@@ -358,18 +366,19 @@ def create_app(
         data = label_png(examples[index].ids, colors if format == "colors" else None, dontcare_color)
         return Response(data, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
-    def decode_labels(data: bytes) -> torch.Tensor:
-        """Upload → (height, width) int64 ids, validated against the model."""
-        image: Any = read_label_image(data, limits)
+    def decode_labels(data: bytes, field: str = "labels", resize: bool = True) -> torch.Tensor:
+        """Upload → int64 ids validated against the model, at the model's size (``resize``) or
+        as sent."""
+        image: Any = read_label_image(data, limits, field)
         try:
             if own_palette is not None and image.mode in ("RGB", "RGBA"):
                 rgb = np.ascontiguousarray(np.asarray(image.convert("RGB")))
-                image = torch.from_numpy(colors_to_ids(rgb, own_palette, source="labels").astype(np.int64))
-            ids = pipeline.labels_from_image(image, source="labels")
+                image = torch.from_numpy(colors_to_ids(rgb, own_palette, source=field).astype(np.int64))
+            ids = pipeline.labels_from_image(image, source=field)
         except DataError as exc:
             hint = " (GET /api/model lists the class colours)" if "palette" in str(exc) else ""
-            raise upload_error(type(exc)(f"{exc}{hint}"), "labels") from None
-        return resize_ids(ids, (width, height))
+            raise upload_error(type(exc)(f"{exc}{hint}"), field) from None
+        return resize_ids(ids, (width, height)) if resize else ids
 
     def region_fields(values: dict[str, Any]) -> tuple[int | None, int | None]:
         """``region_class`` / ``region_seed`` checked against the model: (None, None) when unused."""
@@ -404,20 +413,24 @@ def create_app(
 
     @app.post("/api/synthesize", openapi_extra=_form_schema(SYNTHESIZE_FORM), responses=PNG_RESPONSE)
     async def synthesize(request: Request) -> Response:
-        """multipart ``labels`` (+ ``style``, ``seed``, ``region_class``, ``region_seed``) → PNG of the
-        model's size."""
-        values = await _read_form(request, ("labels", "style", "seed", "region_class", "region_seed"))
+        """multipart ``labels`` (+ ``style``, ``style_labels``, ``refine_steps``, ``seed``,
+        ``region_class``, ``region_seed``) → PNG of the model's size."""
+        values = await _read_form(request, ("labels", "style", "style_labels", "refine_steps", "seed", "region_class",
+                                            "region_seed"))
         label_data = _file_field(values, "labels", required=True)
         style_data = _file_field(values, "style", required=False)
-        for name in ("seed", "region_class", "region_seed"):
+        style_label_data = _file_field(values, "style_labels", required=False)
+        for name in ("seed", "region_class", "region_seed", "refine_steps"):
             if isinstance(values.get(name), bytes):
                 raise UploadError(400, f"{name}: must be a text field holding an integer, not a file", name)
         seed = parse_seed(values.get("seed"))
+        refine_steps = parse_refinement(values.get("refine_steps"), style_data is not None, style_label_data is not None)
         region_class, region_seed = region_fields(values)
         if style_data is not None and not has_encoder:
             raise UploadError(422, "style: this model has no style encoder; send a seed instead", "style")
         ids = await anyio.to_thread.run_sync(decode_labels, label_data)
         style = await anyio.to_thread.run_sync(partial(read_style_image, style_data, limits)) if style_data else None
+        style_ids = await anyio.to_thread.run_sync(decode_labels, style_label_data, "style_labels", False) if style_label_data else None
         region = None
         if region_class is not None:
             region = (ids == region_class).to(torch.uint8)
@@ -431,7 +444,8 @@ def create_app(
 
         def job():
             start = time.perf_counter()
-            images = pipeline(ids, style=style, seed=seed, num_samples=1, output="pil", region=region, region_seed=region_seed)
+            images = pipeline(ids, style=style, seed=seed, num_samples=1, output="pil", region=region, region_seed=region_seed,
+                              style_labels=style_ids, refine_steps=refine_steps)
             return images[0], time.perf_counter() - start
 
         try:

@@ -18,9 +18,10 @@ from PIL import Image
 
 from spadekit.data.inputs import LABEL_FORMATS, STYLE_FORMATS, ImageLimits, check_seed, open_picture
 from spadekit.errors import DataError, InputTooLargeError, SpadekitError, UnsupportedFormatError
+from spadekit.style_refine import check_refine_request, check_refine_steps
 
 __all__ = ["LABEL_FORMATS", "STYLE_FORMATS", "StudioLimits", "UploadError", "read_label_image", "read_style_image",
-           "parse_seed", "label_png", "unused_color", "upload_error"]
+           "parse_seed", "parse_refinement", "label_png", "unused_color", "upload_error"]
 
 T = TypeVar("T")
 
@@ -102,6 +103,18 @@ def parse_seed(value: str | None, field: str = "seed") -> int | None:
         return check_seed(value, field)
     except SpadekitError as exc:
         raise UploadError(400, str(exc), field) from None
+
+
+def parse_refinement(steps_value: str | None, has_style: bool, has_style_labels: bool) -> int:
+    """The ``refine_steps`` form field (empty → 0) checked with the CLI's rules, including that
+    refining needs ``style`` and ``style_labels`` and that ``style_labels`` needs refining."""
+    try:
+        steps = 0 if steps_value is None or str(steps_value).strip() == "" else check_refine_steps(steps_value)
+        check_refine_request(steps, has_style, has_style_labels)
+    except SpadekitError as exc:
+        field = "style_labels" if str(exc).startswith("style_labels") else "refine_steps"
+        raise UploadError(400, str(exc), field) from None
+    return steps
 
 
 def parse_class(value: str | None, class_names: list[str], field: str) -> int | None:
