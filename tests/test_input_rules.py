@@ -218,13 +218,18 @@ def test_refinement_rules_are_enforced_by_the_cli_and_the_api_alike(
         assert word in r.json()["error"], r.json()
 
 
-def test_the_api_refines_a_style_when_asked(api):
-    style = picture((np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8))
-    files = {"labels": ("scene.png", picture(layout()), "image/png"), "style": ("style.png", style, "image/png")}
+def test_the_api_refines_a_style_when_asked(model_dir, api):
+    photo = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    style_ids = np.flipud(layout()).copy()  # the style photo's own map, not the one being drawn
+    files = {"labels": ("scene.png", picture(layout()), "image/png"), "style": ("style.png", picture(photo), "image/png")}
     plain = api.post("/api/synthesize", files=files, data={"seed": "1"})
-    refined = api.post("/api/synthesize", files={**files, "style_labels": ("l.png", picture(layout()), "image/png")},
+    refined = api.post("/api/synthesize", files={**files, "style_labels": ("l.png", picture(style_ids), "image/png")},
                        data={"seed": "1", "refine_steps": "10"})
     assert plain.status_code == 200 and refined.status_code == 200, refined.text
     a = np.asarray(Image.open(io.BytesIO(plain.content)), np.int16)
     b = np.asarray(Image.open(io.BytesIO(refined.content)), np.int16)
     assert np.abs(a - b).mean() > 0.1
+    # Exactly what the Pipeline draws with that style refined against that label map.
+    pipe = Pipeline.from_pretrained(model_dir)
+    expected = pipe(layout(), style=photo, seed=1, style_labels=style_ids, refine_steps=10)[0]
+    assert np.array_equal(b, np.asarray(expected, np.int16))

@@ -160,6 +160,11 @@ def test_cli_refines_the_style(tmp_path, capsys):
     assert main(base + ["--out", str(tmp_path / "b")]) == 0
     plain = np.asarray(Image.open(tmp_path / "b" / "layout.png"))
     assert np.abs(refined.astype(int) - plain).mean() > 0.5
+    # Refined against the style's own label map (given by file), as the Pipeline does it.
+    pipe = Pipeline.from_pretrained("toy")
+    code = pipe.refine_style(style.image, style.label, steps=20)
+    expected = pipe(layout.label, style=code, seed=0)[0]
+    assert np.array_equal(refined, np.asarray(expected))
     capsys.readouterr()
 
     assert main(base + ["--out", str(tmp_path / "c"), "--refine-steps", "20"]) == 2

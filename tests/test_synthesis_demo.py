@@ -10,6 +10,7 @@ from PIL import Image
 
 from spadekit.cli import main
 from spadekit.data.toy import TOY_CLASSES, TOY_COLORS, render_scene, scene_seed
+from spadekit.inference import Pipeline
 from spadekit.release import bundled_models
 
 from helpers import lively_model
@@ -44,6 +45,12 @@ def test_demo_writes_a_gallery_with_style_and_sample_rows(tmp_path):
     for k in range(3):
         refined = np.asarray(Image.open(out / f"style{k}_refined.png"), np.int16)
         assert np.abs(refined - np.asarray(Image.open(out / f"style{k}_result.png"), np.int16)).mean() > 0.1
+    # Each style is refined against its own toy label map (style k is toy test scene 2 + k here).
+    pipe = Pipeline.from_pretrained(model)
+    style_scene, first = render_scene(scene_seed(0, 2, "test"), 64), render_scene(scene_seed(0, 0, "test"), 64)
+    code = pipe.refine_style(style_scene.image, style_scene.label, style_scene.instance, 100)
+    expected = pipe(first.label, first.instance, style=code, seed=0)[0]
+    assert np.array_equal(np.asarray(Image.open(out / "style0_refined.png")), np.asarray(expected))
 
 
 def test_demo_leaves_the_refined_row_out_with_zero_steps(tmp_path):

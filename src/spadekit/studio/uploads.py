@@ -110,10 +110,13 @@ def parse_refinement(steps_value: str | None, has_style: bool, has_style_labels:
     refining needs ``style`` and ``style_labels`` and that ``style_labels`` needs refining."""
     try:
         steps = 0 if steps_value is None or str(steps_value).strip() == "" else check_refine_steps(steps_value)
+    except SpadekitError as exc:
+        raise UploadError(400, str(exc), "refine_steps") from None
+    try:
         check_refine_request(steps, has_style, has_style_labels)
     except SpadekitError as exc:
-        field = "style_labels" if str(exc).startswith("style_labels") else "refine_steps"
-        raise UploadError(400, str(exc), field) from None
+        # Style labels sent without refining are the labels' fault; every other rule is the steps'.
+        raise UploadError(400, str(exc), "style_labels" if steps == 0 else "refine_steps") from None
     return steps
 
 
